@@ -1,0 +1,62 @@
+#include "attention.h"
+
+#include "error.h"
+
+namespace s2s {
+
+AttentionMemory AttentionMemory::index_select(const torch::Tensor& rows) const {
+  return {keys.index_select(0, rows), values.index_select(0, rows), mask.index_select(0, rows)};
+}
+
+torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask) {
+  // exp(-inf) is exactly 0, so padding gets no weight; every row has at least one real token (</s>).
+  return torch::softmax(scores.masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity()), -1);
+}
+
+BahdanauAttentionImpl::BahdanauAttentionImpl(int64_t encoder_size, int64_t query_size, int64_t attention_size)
+    : encoder_size_(encoder_size) {
+  W_h = register_parameter("W_h", torch::empty({attention_size, encoder_size}));
+  W_s = register_parameter("W_s", torch::empty({attention_size, query_size}));
+  v = register_parameter("v", torch::empty({attention_size}));
+}
+
+AttentionMemory BahdanauAttentionImpl::prepare(const torch::Tensor& encoder_states, const torch::Tensor& mask) {
+  return {torch::matmul(encoder_states, W_h.t()), encoder_states, mask};  // keys [B, S, A]
+}
+
+AttentionResult BahdanauAttentionImpl::forward(const torch::Tensor& query, const AttentionMemory& memory) {
+  auto q = torch::matmul(query, W_s.t()).unsqueeze(1);                  // [B, 1, A]
+  auto scores = torch::matmul(torch::tanh(memory.keys + q), v);         // [B, S]
+  auto weights = masked_softmax(scores, memory.mask);                   // [B, S]
+  auto context = torch::bmm(weights.unsqueeze(1), memory.values).squeeze(1);  // [B, C]
+  return {context, weights};
+}
+
+QKVAttentionImpl::QKVAttentionImpl(int64_t encoder_size, int64_t query_size, int64_t attention_size)
+    : attention_size_(attention_size) {
+  W_K = register_parameter("W_K", torch::empty({attention_size, encoder_size}));
+  W_Q = register_parameter("W_Q", torch::empty({attention_size, query_size}));
+  W_V = register_parameter("W_V", torch::empty({attention_size, encoder_size}));
+}
+
+AttentionMemory QKVAttentionImpl::prepare(const torch::Tensor& encoder_states, const torch::Tensor& mask) {
+  return {torch::matmul(encoder_states, W_K.t()), torch::matmul(encoder_states, W_V.t()), mask};  // [B, S, A] x 2
+}
+
+AttentionResult QKVAttentionImpl::forward(const torch::Tensor& query, const AttentionMemory& memory) {
+  auto q = torch::matmul(query, W_Q.t()).unsqueeze(2);                       // [B, A, 1]
+  auto scores = torch::bmm(memory.keys, q).squeeze(2);                       // [B, S] = K^T q_j
+  auto weights = masked_softmax(scores, memory.mask);                        // [B, S]
+  auto context = torch::bmm(weights.unsqueeze(1), memory.values).squeeze(1);  // [B, A]
+  return {context, weights};
+}
+
+std::shared_ptr<AttentionImpl> make_attention(const ModelConfig& config, int64_t encoder_size, int64_t query_size) {
+  const int64_t size = config.attention_size > 0 ? config.attention_size : config.hidden_size;
+  if (config.attention == "bahdanau") return std::make_shared<BahdanauAttentionImpl>(encoder_size, query_size, size);
+  if (config.attention == "qkv") return std::make_shared<QKVAttentionImpl>(encoder_size, query_size, size);
+  if (config.attention == "none") return nullptr;
+  throw Error("model.attention: unknown type \"" + config.attention + "\"");
+}
+
+}  // namespace s2s

@@ -1,0 +1,70 @@
+// Alignment: alpha_{i,j} = softmax_i(e_{i,j}) over the real source positions, and the context c_j.
+//   bahdanau: e_ij = v^T tanh(W_h h_i + W_s s_j)        c_j = sum_i alpha_ij h_i
+//   qkv     : e_ij = (W_K h_i) . (W_Q s_j)              c_j = sum_i alpha_ij (W_V h_i)
+// Everything that depends on the source only (W_h h_i, or K and V) is computed once per sentence by
+// prepare(); forward() then does the per-state work. Padding gets weight exactly 0.
+#pragma once
+#include <memory>
+
+#include <torch/torch.h>
+
+#include "config.h"
+
+namespace s2s {
+
+struct AttentionMemory {
+  torch::Tensor keys;    // [batch, src_len, attn]: W_h h_i (bahdanau) or K (qkv)
+  torch::Tensor values;  // [batch, src_len, context]: h_i (bahdanau) or V (qkv)
+  torch::Tensor mask;    // [batch, src_len] bool, true on real tokens
+  AttentionMemory index_select(const torch::Tensor& rows) const;
+};
+
+struct AttentionResult {
+  torch::Tensor context;  // [batch, context]
+  torch::Tensor weights;  // [batch, src_len]
+};
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  virtual AttentionMemory prepare(const torch::Tensor& encoder_states, const torch::Tensor& mask) = 0;
+  virtual AttentionResult forward(const torch::Tensor& query, const AttentionMemory& memory) = 0;
+  virtual int64_t context_size() const = 0;
+};
+
+class BahdanauAttentionImpl : public AttentionImpl {
+ public:
+  BahdanauAttentionImpl(int64_t encoder_size, int64_t query_size, int64_t attention_size);
+  AttentionMemory prepare(const torch::Tensor& encoder_states, const torch::Tensor& mask) override;
+  AttentionResult forward(const torch::Tensor& query, const AttentionMemory& memory) override;
+  int64_t context_size() const override { return encoder_size_; }
+
+  torch::Tensor W_h;  // [attn, encoder]
+  torch::Tensor W_s;  // [attn, query]
+  torch::Tensor v;    // [attn]
+
+ private:
+  int64_t encoder_size_;
+};
+
+class QKVAttentionImpl : public AttentionImpl {
+ public:
+  QKVAttentionImpl(int64_t encoder_size, int64_t query_size, int64_t attention_size);
+  AttentionMemory prepare(const torch::Tensor& encoder_states, const torch::Tensor& mask) override;
+  AttentionResult forward(const torch::Tensor& query, const AttentionMemory& memory) override;
+  int64_t context_size() const override { return attention_size_; }
+
+  torch::Tensor W_K;  // [attn, encoder]
+  torch::Tensor W_Q;  // [attn, query]
+  torch::Tensor W_V;  // [attn, encoder]
+
+ private:
+  int64_t attention_size_;
+};
+
+// nullptr for "none".
+std::shared_ptr<AttentionImpl> make_attention(const ModelConfig& config, int64_t encoder_size, int64_t query_size);
+
+// softmax over the last dimension with masked positions set to exactly 0.
+torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask);
+
+}  // namespace s2s

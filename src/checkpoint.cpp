@@ -1,0 +1,187 @@
+#include "checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "error.h"
+
+namespace s2s {
+namespace fs = std::filesystem;
+
+nlohmann::json TrainState::to_json() const {
+  return {{"step", step},
+          {"epoch", epoch},
+          {"batch_in_epoch", batch_in_epoch},
+          {"best_score", std::isinf(best_score) ? nlohmann::json(nullptr) : nlohmann::json(best_score)},
+          {"best_step", best_step},
+          {"bad_validations", bad_validations},
+          {"elapsed_seconds", elapsed_seconds}};
+}
+
+TrainState TrainState::from_json(const nlohmann::json& j) {
+  TrainState s;
+  s.step = j.at("step").get<int64_t>();
+  s.epoch = j.at("epoch").get<int64_t>();
+  s.batch_in_epoch = j.at("batch_in_epoch").get<int64_t>();
+  if (!j.at("best_score").is_null()) s.best_score = j.at("best_score").get<double>();
+  s.best_step = j.value("best_step", int64_t{0});
+  s.bad_validations = j.at("bad_validations").get<int64_t>();
+  s.elapsed_seconds = j.value("elapsed_seconds", 0.0);
+  return s;
+}
+
+namespace {
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+void write_string(torch::serialize::OutputArchive& a, const std::string& key, const std::string& value) {
+  a.write(key, c10::IValue(value));
+}
+
+std::string read_string(torch::serialize::InputArchive& a, const std::string& key, const std::string& path) {
+  c10::IValue v;
+  if (!a.try_read(key, v) || !v.isString()) throw Error(path + ": not an s2s checkpoint (no \"" + key + "\" entry)");
+  return v.toStringRef();
+}
+
+// Parameters nested by module, as torch::nn::Module::save does, so that Python sees
+// checkpoint.model.encoder.l0_fwd.W_x; stored on the CPU so a GPU checkpoint loads anywhere.
+void write_module(const torch::nn::Module& module, torch::serialize::OutputArchive& archive) {
+  for (const auto& p : module.named_parameters(/*recurse=*/false))
+    archive.write(p.key(), p.value().detach().to(torch::kCPU));
+  for (const auto& child : module.named_children()) {
+    torch::serialize::OutputArchive child_archive;
+    write_module(*child.value(), child_archive);
+    archive.write(child.key(), child_archive);
+  }
+}
+
+void read_module(torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& prefix) {
+  for (auto& p : module.named_parameters(/*recurse=*/false)) {
+    const std::string name = prefix + p.key();
+    torch::Tensor value;
+    if (!archive.try_read(p.key(), value))
+      throw Error("the checkpoint lacks parameter " + name + " (written by a different model configuration?)");
+    if (value.sizes() != p.value().sizes())
+      throw Error("checkpoint parameter " + name + " has shape " + c10::str(value.sizes()) +
+                  ", the model expects " + c10::str(p.value().sizes()));
+    p.value().copy_(value);
+  }
+  for (auto& child : module.named_children()) {
+    torch::serialize::InputArchive child_archive;
+    if (!archive.try_read(child.key(), child_archive))
+      throw Error("the checkpoint lacks module " + prefix + child.key());
+    read_module(*child.value(), child_archive, prefix + child.key() + ".");
+  }
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const Config& config, const TextCodec& codec, Seq2Seq& model,
+                     torch::optim::Optimizer* optimizer, const TrainState& state) {
+  torch::serialize::OutputArchive archive;
+  write_string(archive, "format", "s2s-checkpoint");
+  archive.write("format_version", c10::IValue(kCheckpointVersion));
+  write_string(archive, "config", config_to_json(config).dump());
+  write_string(archive, "codec", codec.to_json().dump());
+  write_string(archive, "train_state", state.to_json().dump());
+  torch::serialize::OutputArchive model_archive;
+  {
+    torch::NoGradGuard no_grad;
+    write_module(*model, model_archive);
+  }
+  archive.write("model", model_archive);
+  if (optimizer) {
+    torch::serialize::OutputArchive optim_archive;
+    optimizer->save(optim_archive);
+    archive.write("optimizer", optim_archive);
+  }
+  archive.write("rng_cpu", at::detail::getDefaultCPUGenerator().get_state());
+
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string tmp = (dir / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()))).string();
+  try {
+    archive.save_to(tmp);
+  } catch (const c10::Error& e) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": could not write the checkpoint: " + e.what_without_backtrace());
+  }
+  fsync_path(tmp, false);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": could not move the checkpoint into place");
+  }
+  fsync_path(dir.string(), true);
+}
+
+CheckpointContents read_checkpoint(const std::string& path) {
+  if (!fs::exists(path)) throw Error(path + ": checkpoint not found");
+  CheckpointContents c;
+  c.archive = std::make_shared<torch::serialize::InputArchive>();
+  try {
+    c.archive->load_from(path);
+  } catch (const c10::Error& e) {
+    throw Error(path + ": not a readable checkpoint (truncated, or not a LibTorch archive)");
+  }
+  if (read_string(*c.archive, "format", path) != "s2s-checkpoint") throw Error(path + ": not an s2s checkpoint");
+  c10::IValue version;
+  if (!c.archive->try_read("format_version", version) || !version.isInt())
+    throw Error(path + ": not an s2s checkpoint (no format version)");
+  if (version.toInt() > kCheckpointVersion)
+    throw Error(path + ": checkpoint format version " + std::to_string(version.toInt()) +
+                " is newer than this program understands (" + std::to_string(kCheckpointVersion) +
+                "); update s2s to read it");
+  try {
+    c.config = config_from_json(nlohmann::json::parse(read_string(*c.archive, "config", path)), path + " (config)");
+    c.codec = TextCodec::from_json(nlohmann::json::parse(read_string(*c.archive, "codec", path)));
+    c.state = TrainState::from_json(nlohmann::json::parse(read_string(*c.archive, "train_state", path)));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": damaged checkpoint metadata: " + e.what());
+  }
+  return c;
+}
+
+Seq2Seq restore_model(const CheckpointContents& ckpt, const torch::Device& device) {
+  Seq2Seq model(ckpt.config.model, ckpt.codec.src_vocab.size(), ckpt.codec.tgt_vocab.size());
+  torch::serialize::InputArchive model_archive;
+  if (!ckpt.archive->try_read("model", model_archive)) throw Error("checkpoint has no model parameters");
+  {
+    torch::NoGradGuard no_grad;
+    read_module(*model, model_archive, "");
+  }
+  model->to(device);
+  return model;
+}
+
+void restore_optimizer(const CheckpointContents& ckpt, torch::optim::Optimizer& optimizer) {
+  torch::serialize::InputArchive optim_archive;
+  if (!ckpt.archive->try_read("optimizer", optim_archive)) throw Error("checkpoint has no optimizer state");
+  optimizer.load(optim_archive);
+  torch::Tensor rng;
+  if (ckpt.archive->try_read("rng_cpu", rng)) {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(rng);
+  }
+}
+
+LoadedModel load_model(const std::string& path, const torch::Device& device) {
+  auto ckpt = read_checkpoint(path);
+  LoadedModel m;
+  m.model = restore_model(ckpt, device);
+  m.config = ckpt.config;
+  m.codec = ckpt.codec;
+  m.state = ckpt.state;
+  return m;
+}
+
+}  // namespace s2s

@@ -1,0 +1,58 @@
+// Checkpoints: one LibTorch archive (torch::serialize::OutputArchive, a zip that Python's torch.jit.load
+// opens) holding the model parameters under their module names (docs/MODEL.md), the config and the
+// tokenizers/vocabularies as JSON strings, the training position, optimiser state and RNG state.
+// Files are written to a temporary name in the same folder, flushed to disk and renamed into place,
+// so a run killed at any instant leaves every existing checkpoint loadable.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "config.h"
+#include "data.h"
+#include "model.h"
+
+namespace s2s {
+
+constexpr int64_t kCheckpointVersion = 1;
+
+// Where training is: enough to continue exactly.
+struct TrainState {
+  int64_t step = 0;             // optimizer updates done
+  int64_t epoch = 0;            // current epoch (0-based)
+  int64_t batch_in_epoch = 0;   // batches of this epoch already consumed
+  double best_score = -std::numeric_limits<double>::infinity();
+  int64_t best_step = 0;
+  int64_t bad_validations = 0;  // validations since the last improvement (early stopping)
+  double elapsed_seconds = 0;
+  nlohmann::json to_json() const;
+  static TrainState from_json(const nlohmann::json& j);
+};
+
+struct CheckpointContents {
+  Config config;
+  TextCodec codec;
+  TrainState state;
+  std::shared_ptr<torch::serialize::InputArchive> archive;  // for restore_model / restore_optimizer
+};
+
+void save_checkpoint(const std::string& path, const Config& config, const TextCodec& codec, Seq2Seq& model,
+                     torch::optim::Optimizer* optimizer, const TrainState& state);
+// Throws s2s::Error naming the path when the file is missing, truncated, not an s2s checkpoint or
+// from a newer format version.
+CheckpointContents read_checkpoint(const std::string& path);
+Seq2Seq restore_model(const CheckpointContents& ckpt, const torch::Device& device);
+void restore_optimizer(const CheckpointContents& ckpt, torch::optim::Optimizer& optimizer);
+// Model built from the checkpoint's config with its weights: all `s2s translate` needs.
+struct LoadedModel {
+  Config config;
+  TextCodec codec;
+  TrainState state;
+  Seq2Seq model{nullptr};
+};
+LoadedModel load_model(const std::string& path, const torch::Device& device);
+
+}  // namespace s2s

@@ -1,0 +1,74 @@
+#include "commands.h"
+
+#include <iomanip>
+#include <iostream>
+
+#include "checkpoint.h"
+#include "data.h"
+#include "error.h"
+#include "metrics.h"
+
+namespace s2s {
+
+int run_bleu(const ScoreCommand& cmd) {
+  auto text = read_parallel(cmd.hyp, cmd.ref);
+  BleuOptions o;
+  o.lowercase = cmd.lowercase;
+  o.tokenize = cmd.tokenize;
+  const auto r = corpus_bleu(text.src, text.tgt, o);
+  if (cmd.json) {
+    std::cout << nlohmann::json{{"name", "BLEU"}, {"score", r.score}, {"signature", r.signature},
+                                {"counts", r.counts}, {"totals", r.totals}, {"bp", r.bp},
+                                {"sys_len", r.sys_len}, {"ref_len", r.ref_len}}
+                     .dump(1)
+              << "\n";
+  } else {
+    std::cout << r.to_string() << "  " << r.signature << "\n";
+  }
+  return 0;
+}
+
+int run_chrf(const ScoreCommand& cmd) {
+  auto text = read_parallel(cmd.hyp, cmd.ref);
+  ChrfOptions o;
+  o.lowercase = cmd.lowercase;
+  const auto r = corpus_chrf(text.src, text.tgt, o);
+  if (cmd.json) {
+    std::cout << nlohmann::json{{"name", "chrF2"}, {"score", r.score}, {"signature", r.signature}}.dump(1) << "\n";
+  } else {
+    std::cout << "chrF2 = " << std::fixed << std::setprecision(2) << r.score << "  " << r.signature << "\n";
+  }
+  return 0;
+}
+
+int run_info(const std::string& checkpoint, bool json) {
+  auto ckpt = read_checkpoint(checkpoint);
+  auto model = restore_model(ckpt, torch::kCPU);
+  nlohmann::json params = nlohmann::json::array();
+  for (const auto& p : model->named_parameters())
+    params.push_back({{"name", p.key()}, {"shape", p.value().sizes().vec()}});
+  const auto& s = ckpt.state;
+  nlohmann::json j{{"checkpoint", checkpoint},
+                   {"config", config_to_json(ckpt.config)},
+                   {"parameters", params},
+                   {"parameter_count", model->parameter_count()},
+                   {"step", s.step},
+                   {"epoch", s.epoch + 1},
+                   {"best_valid_bleu", std::isinf(s.best_score) ? nlohmann::json(nullptr) : nlohmann::json(s.best_score)},
+                   {"best_step", s.best_step},
+                   {"src_vocab_size", ckpt.codec.src_vocab.size()},
+                   {"tgt_vocab_size", ckpt.codec.tgt_vocab.size()}};
+  if (json) {
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "checkpoint: " << checkpoint << "\nstep: " << s.step << " (epoch " << s.epoch + 1 << ")\n"
+            << "best validation BLEU: " << (std::isinf(s.best_score) ? std::string("-") : std::to_string(s.best_score))
+            << " at step " << s.best_step << "\nvocabularies: source " << ckpt.codec.src_vocab.size() << ", target "
+            << ckpt.codec.tgt_vocab.size() << "\nparameters: " << model->parameter_count() << "\n";
+  for (const auto& p : params) std::cout << "  " << std::left << std::setw(40) << p["name"].get<std::string>() << p["shape"].dump() << "\n";
+  std::cout << "config:\n" << config_to_json(ckpt.config).dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace s2s

@@ -1,0 +1,18 @@
+// The small subcommands: scoring files (`s2s bleu`, `s2s chrf`) and inspecting a checkpoint (`s2s info`).
+#pragma once
+#include <string>
+
+namespace s2s {
+
+struct ScoreCommand {
+  std::string hyp, ref;
+  bool lowercase = false;
+  std::string tokenize = "13a";
+  bool json = false;
+};
+int run_bleu(const ScoreCommand& cmd);
+int run_chrf(const ScoreCommand& cmd);
+
+int run_info(const std::string& checkpoint, bool json);
+
+}  // namespace s2s

@@ -1,0 +1,140 @@
+// Typed configuration. Every key has an in-class default; one visit() per section lists the keys once,
+// and that single list drives JSON reading (unknown keys and wrong types rejected), JSON writing and the
+// documentation printed by `s2s config --defaults`.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace s2s {
+
+struct DataConfig {
+  std::string train_src, train_tgt, valid_src, valid_tgt, test_src, test_tgt;
+  std::string tokenizer = "word";   // "word" (whitespace) | "sentencepiece"
+  bool lowercase = false;
+  bool split_punctuation = false;    // word tokenizer: split punctuation from words
+  int64_t min_freq = 1;              // word vocabulary: drop rarer tokens (they become <unk>)
+  int64_t max_size = 0;              // word vocabulary: keep the most frequent N (0 = no limit)
+  int64_t vocab_size = 8000;         // sentencepiece vocabulary size
+  bool shared_vocab = false;         // one vocabulary for both sides
+  int64_t max_len = 100;             // drop training pairs longer than this (tokens, either side)
+  double max_length_ratio = 0.0;     // drop training pairs whose length ratio exceeds this (0 = off)
+
+  template <class V>
+  void visit(V& v) {
+    v("train_src", train_src, "training source file (one sentence per line)");
+    v("train_tgt", train_tgt, "training target file, line-aligned with train_src");
+    v("valid_src", valid_src, "validation source file");
+    v("valid_tgt", valid_tgt, "validation target file");
+    v("test_src", test_src, "test source file (used by the demo and `s2s evaluate` defaults)");
+    v("test_tgt", test_tgt, "test target file");
+    v("tokenizer", tokenizer, "\"word\" (whitespace tokens) or \"sentencepiece\"");
+    v("lowercase", lowercase, "lowercase all text before tokenising");
+    v("split_punctuation", split_punctuation, "word tokenizer: split punctuation from words");
+    v("min_freq", min_freq, "word vocabulary: minimum token count");
+    v("max_size", max_size, "word vocabulary: maximum size, 0 = unlimited");
+    v("vocab_size", vocab_size, "sentencepiece vocabulary size");
+    v("shared_vocab", shared_vocab, "one vocabulary for source and target");
+    v("max_len", max_len, "drop training pairs longer than this many tokens on either side");
+    v("max_length_ratio", max_length_ratio, "drop training pairs whose length ratio exceeds this; 0 = off");
+  }
+};
+
+struct ModelConfig {
+  std::string cell = "rnn";          // "rnn" (the seed's tanh RNN) | "gru" | "lstm"
+  int64_t embedding_size = 128;
+  int64_t hidden_size = 256;
+  int64_t encoder_layers = 1;
+  bool bidirectional = false;
+  std::string attention = "bahdanau";  // "bahdanau" | "qkv" | "none"
+  int64_t attention_size = 0;        // 0 = hidden_size
+  double dropout = 0.0;
+  std::string output = "state";      // "state": logits from s_j | "deep": from tanh(W[s_j; c_j; x'_j])
+  bool tied_embeddings = false;
+  std::string init = "uniform";      // "uniform" | "xavier"
+  double init_range = 0.1;
+  bool orthogonal_recurrent = true;
+
+  template <class V>
+  void visit(V& v) {
+    v("cell", cell, "\"rnn\" (the seed's s = tanh(A[x; s] + b)), \"gru\" or \"lstm\"");
+    v("embedding_size", embedding_size, "source and target embedding size");
+    v("hidden_size", hidden_size, "encoder (per direction) and decoder state size");
+    v("encoder_layers", encoder_layers, "number of stacked encoder layers");
+    v("bidirectional", bidirectional, "bidirectional encoder (Bahdanau et al.)");
+    v("attention", attention, "\"bahdanau\" (additive), \"qkv\" (dot product) or \"none\" (plain Seq2Seq)");
+    v("attention_size", attention_size, "size of the attention space (W_h, W_s or W_K, W_Q, W_V); 0 = hidden_size");
+    v("dropout", dropout, "dropout on embeddings, between encoder layers and before the output layer");
+    v("output", output, "\"state\": logits from s_j (the page) or \"deep\": from tanh(W [s_j; c_j; x'_j])");
+    v("tied_embeddings", tied_embeddings, "share the target embedding with the output layer");
+    v("init", init, "parameter initialisation: \"uniform\" (+-init_range) or \"xavier\"");
+    v("init_range", init_range, "range of the uniform initialisation");
+    v("orthogonal_recurrent", orthogonal_recurrent, "initialise recurrent matrices orthogonally");
+  }
+};
+
+struct TrainingConfig {
+  int64_t batch_size = 64;
+  std::string batch_type = "sentences";  // "sentences" | "tokens"
+  std::string optimizer = "adam";        // "adam" | "sgd"
+  double learning_rate = 1e-3;
+  double momentum = 0.9;                 // sgd
+  int64_t max_steps = 0;                 // 0 = no limit (use epochs)
+  int64_t epochs = 10;
+  double clip_norm = 1.0;                // 0 = no clipping
+  double label_smoothing = 0.0;
+  int64_t seed = 1;
+  int64_t threads = 0;                   // 0 = all cores
+  std::string device = "auto";           // "auto" | "cpu" | "cuda" | "cuda:N"
+  int64_t log_every = 100;
+  int64_t valid_every = 1000;
+  int64_t valid_bleu_sentences = 0;      // 0 = all validation sentences
+  int64_t checkpoint_every = 1000;
+  int64_t keep_checkpoints = 3;
+  int64_t patience = 0;                  // 0 = no early stopping
+
+  template <class V>
+  void visit(V& v) {
+    v("batch_size", batch_size, "sentences (or target tokens) per batch");
+    v("batch_type", batch_type, "\"sentences\" or \"tokens\"");
+    v("optimizer", optimizer, "\"adam\" or \"sgd\"");
+    v("learning_rate", learning_rate, "learning rate");
+    v("momentum", momentum, "sgd momentum");
+    v("max_steps", max_steps, "stop after this many updates; 0 = use epochs");
+    v("epochs", epochs, "stop after this many passes over the data");
+    v("clip_norm", clip_norm, "clip the gradient norm to this; 0 = off");
+    v("label_smoothing", label_smoothing, "label smoothing of the cross-entropy loss");
+    v("seed", seed, "random seed (initialisation, shuffling, dropout)");
+    v("threads", threads, "LibTorch intra-op threads; 0 = all cores");
+    v("device", device, "\"auto\", \"cpu\", \"cuda\" or \"cuda:N\"");
+    v("log_every", log_every, "log training loss every N steps");
+    v("valid_every", valid_every, "validate every N steps");
+    v("valid_bleu_sentences", valid_bleu_sentences, "translate only the first N validation sentences for BLEU; 0 = all");
+    v("checkpoint_every", checkpoint_every, "write a checkpoint every N steps");
+    v("keep_checkpoints", keep_checkpoints, "keep the newest N step-*.pt files");
+    v("patience", patience, "stop after N validations without improvement; 0 = never");
+  }
+};
+
+struct Config {
+  DataConfig data;
+  ModelConfig model;
+  TrainingConfig training;
+  std::string output_dir = "runs/default";
+};
+
+// Reads a config file; `overrides` are "section.key=value" strings (value parsed as JSON, else taken
+// as a string). Throws s2s::Error naming the file and the key for unknown keys, wrong types and
+// impossible values. Relative data paths are resolved against the current directory.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// Same, from an already-parsed JSON object; `origin` names it in error messages.
+Config config_from_json(const nlohmann::json& j, const std::string& origin);
+nlohmann::json config_to_json(const Config& c);
+// Checks values (sizes positive, names known); throws s2s::Error naming origin and key.
+void validate_config(const Config& c, const std::string& origin);
+// The documentation of every key with its default, for --help and the README.
+std::string config_reference();
+
+}  // namespace s2s

@@ -1,0 +1,110 @@
+#include "decoder.h"
+
+namespace s2s {
+
+DecoderState DecoderState::index_select(const torch::Tensor& rows) const {
+  return {cell.index_select(rows), context.defined() ? context.index_select(0, rows) : torch::Tensor(),
+          weights.defined() ? weights.index_select(0, rows) : torch::Tensor()};
+}
+
+DecoderImpl::DecoderImpl(const ModelConfig& config, int64_t vocab_size, int64_t encoder_size)
+    : dropout_(config.dropout), deep_output_(config.output == "deep"), tied_(config.tied_embeddings) {
+  const auto type = cell_type_from_string(config.cell);
+  const auto H = config.hidden_size, E = config.embedding_size, G = gate_count(type);
+  embedding = register_module("embedding", torch::nn::Embedding(vocab_size, E));
+  attention_ = make_attention(config, encoder_size, H);
+  if (attention_) register_module("attention", attention_);
+  W_x = register_parameter("W_x", torch::empty({G * H, E}));
+  if (attention_) W_c = register_parameter("W_c", torch::empty({G * H, attention_->context_size()}));
+  b = register_parameter("b", torch::zeros({G * H}));
+  cell = register_module("cell", RecurrentCell(H, type));
+  if (config.bidirectional || encoder_size != H) {
+    W_bridge = register_parameter("W_bridge", torch::empty({H, encoder_size}));
+    b_bridge = register_parameter("b_bridge", torch::zeros({H}));
+  }
+  int64_t out_in = H;
+  if (deep_output_) {
+    const int64_t deep = tied_ ? E : H;
+    const int64_t ctx = attention_ ? attention_->context_size() : 0;
+    W_deep = register_parameter("W_deep", torch::empty({deep, H + ctx + E}));
+    b_deep = register_parameter("b_deep", torch::zeros({deep}));
+    out_in = deep;
+  }
+  if (!tied_) W_out = register_parameter("W_out", torch::empty({vocab_size, out_in}));
+  b_out = register_parameter("b_out", torch::zeros({vocab_size}));
+}
+
+AttentionMemory DecoderImpl::prepare_memory(const EncoderOutput& encoded) {
+  if (!attention_) return {torch::Tensor(), torch::Tensor(), encoded.mask};
+  return attention_->prepare(encoded.states, encoded.mask);
+}
+
+DecoderState DecoderImpl::init_state(const EncoderOutput& encoded, const AttentionMemory& memory) {
+  auto s0 = W_bridge.defined() ? torch::tanh(torch::addmm(b_bridge, encoded.final, W_bridge.t())) : encoded.final;
+  DecoderState state;
+  state.cell = cell->initial_state(s0);
+  if (attention_) {
+    auto r = attention_->forward(s0, memory);  // c_0 from s_0
+    state.context = r.context;
+    state.weights = r.weights;
+  }
+  return state;
+}
+
+StepInput DecoderImpl::embed(const torch::Tensor& tokens) {
+  auto e = torch::dropout(embedding(tokens), dropout_, is_training());  // [..., E]
+  return {e, torch::matmul(e, W_x.t()) + b};                             // [..., G*H]
+}
+
+DecoderState DecoderImpl::step(const StepInput& input, const DecoderState& prev, const AttentionMemory& memory) {
+  DecoderState next;
+  if (attention_) {
+    auto x_proj = torch::addmm(input.projection, prev.context, W_c.t());  // W_x x'_j + b + W_c c_{j-1}
+    next.cell = cell->step(x_proj, prev.cell);
+    auto r = attention_->forward(next.cell.h, memory);  // alpha_j computed again for the new state
+    next.context = r.context;
+    next.weights = r.weights;
+  } else {
+    next.cell = cell->step(input.projection, prev.cell);
+  }
+  return next;
+}
+
+torch::Tensor DecoderImpl::output(const torch::Tensor& s, const torch::Tensor& context,
+                                  const torch::Tensor& embedding_in) {
+  torch::Tensor x = s;
+  if (deep_output_) {
+    std::vector<torch::Tensor> parts{s};
+    if (context.defined()) parts.push_back(context);
+    parts.push_back(embedding_in);
+    x = torch::tanh(torch::matmul(torch::cat(parts, -1), W_deep.t()) + b_deep);
+  }
+  x = torch::dropout(x, dropout_, is_training());
+  const auto& W = tied_ ? embedding->weight : W_out;
+  return torch::matmul(x, W.t()) + b_out;  // [..., vocab]
+}
+
+DecoderImpl::TeacherForced DecoderImpl::forward(const EncoderOutput& encoded, const torch::Tensor& tgt_in) {
+  TORCH_CHECK(tgt_in.dim() == 2, "decoder: tgt_in must be [batch, tgt_len], got ", tgt_in.sizes());
+  auto memory = prepare_memory(encoded);
+  auto inputs = embed(tgt_in);  // all x'_j and W_x x'_j + b in one product
+  auto state = init_state(encoded, memory);
+  const auto len = tgt_in.size(1);
+  std::vector<torch::Tensor> states, contexts, weights;
+  for (int64_t j = 0; j < len; ++j) {
+    state = step({inputs.embedding.select(1, j), inputs.projection.select(1, j)}, state, memory);
+    states.push_back(state.cell.h);
+    if (attention_) {
+      contexts.push_back(state.context);
+      weights.push_back(state.weights);
+    }
+  }
+  TeacherForced out;
+  auto S = torch::stack(states, 1);  // [B, T, H]
+  auto C = attention_ ? torch::stack(contexts, 1) : torch::Tensor();
+  out.logits = output(S, C, inputs.embedding);
+  if (attention_) out.weights = torch::stack(weights, 1);  // [B, T, S]
+  return out;
+}
+
+}  // namespace s2s

@@ -1,0 +1,119 @@
+// s2s: command-line trainer and translator for the attention model of ../shared/seed/ATTENTION.md.
+// Only the command line lives here: each subcommand parses its options and calls one function.
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "commands.h"
+#include "config.h"
+#include "error.h"
+#include "runtime.h"
+#include "trainer.h"
+#include "translator.h"
+
+namespace {
+
+void add_search_options(CLI::App* cmd, s2s::TranslatorOptions& o) {
+  cmd->add_option("--beam", o.search.beam_size, "beam size; 1 = greedy")->capture_default_str()->check(CLI::Range(1, 1000));
+  cmd->add_option("--n-best", o.search.n_best, "hypotheses to output per sentence (<= beam)")
+      ->capture_default_str()->check(CLI::Range(1, 1000));
+  cmd->add_option("--length-penalty", o.search.length_penalty, "beam score = log-prob / ((5+len)/6)^penalty")
+      ->capture_default_str()->check(CLI::Range(0.0, 10.0));
+  cmd->add_option("--max-length-ratio", o.search.max_length_ratio, "output length limit: ratio * source length + extra")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-length-extra", o.search.max_length_extra, "see --max-length-ratio")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch-size", o.batch_size, "sentences translated together")->capture_default_str()->check(CLI::Range(1, 100000));
+  cmd->add_flag("--unk-replace", o.unk_replace, "replace <unk> by the source word with the highest attention weight");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  s2s::select_openblas_kernels(argv);
+  s2s::setup_logging();
+  CLI::App app{"s2s: attention-based neural machine translation (Simple RNN encoder-decoder with Bahdanau or QKV "
+               "attention)"};
+  app.set_version_flag("--version", std::string("s2s ") + S2S_VERSION);
+  app.require_subcommand(1);
+
+  s2s::TrainOptions train;
+  auto* train_cmd = app.add_subcommand("train", "train a model from a JSON config");
+  train_cmd->add_option("--config", train.config_path, "JSON config file")->required()->check(CLI::ExistingFile);
+  train_cmd->add_option("--set", train.overrides, "override one key: --set training.learning_rate=0.0005 (repeatable)");
+  train_cmd->add_option("--resume", train.resume, "continue from a checkpoint file, or \"auto\" for the newest in output_dir");
+  train_cmd->add_option("--init-from", train.init_from, "start a new run from a checkpoint's weights (fresh optimiser)")
+      ->check(CLI::ExistingFile)->excludes("--resume");
+
+  s2s::TranslateCommand tr;
+  auto* tr_cmd = app.add_subcommand("translate", "translate sentences (arguments, --input file or stdin)");
+  tr_cmd->add_option("--checkpoint,-c", tr.checkpoint, "checkpoint file")->required();
+  tr_cmd->add_option("sentences", tr.sentences, "sentences to translate; none: read --input or stdin");
+  tr_cmd->add_option("--input,-i", tr.input, "input file, one sentence per line")->check(CLI::ExistingFile);
+  tr_cmd->add_option("--output,-o", tr.output, "output file (default stdout)");
+  tr_cmd->add_option("--format", tr.format, "text or json")->capture_default_str()->check(CLI::IsMember({"text", "json"}));
+  tr_cmd->add_option("--attention-svg", tr.attention_svg_dir, "write one SVG attention heat map per sentence into DIR");
+  tr_cmd->add_flag("--show-attention", tr.show_attention, "draw the attention weights in the terminal (stderr)");
+  tr_cmd->add_option("--device", tr.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  tr_cmd->add_option("--threads", tr.threads, "LibTorch threads; 0 = all cores")->capture_default_str()->check(CLI::NonNegativeNumber);
+  add_search_options(tr_cmd, tr.translator);
+
+  s2s::EvaluateCommand ev;
+  auto* ev_cmd = app.add_subcommand("evaluate", "translate a test set and score it: BLEU, chrF, perplexity, BLEU by length");
+  ev_cmd->add_option("--checkpoint,-c", ev.checkpoint, "checkpoint file")->required();
+  ev_cmd->add_option("--src", ev.src, "source file")->required()->check(CLI::ExistingFile);
+  ev_cmd->add_option("--ref", ev.ref, "reference file")->required()->check(CLI::ExistingFile);
+  ev_cmd->add_flag("--json", ev.json, "print one JSON object");
+  ev_cmd->add_option("--buckets", ev.bucket_bounds, "upper bounds of the source-length buckets")->capture_default_str();
+  ev_cmd->add_option("--device", ev.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  ev_cmd->add_option("--threads", ev.threads, "LibTorch threads; 0 = all cores")->capture_default_str()->check(CLI::NonNegativeNumber);
+  add_search_options(ev_cmd, ev.translator);
+
+  s2s::ScoreCommand bleu, chrf;
+  auto* bleu_cmd = app.add_subcommand("bleu", "corpus BLEU of a hypothesis file, as sacreBLEU computes it");
+  auto* chrf_cmd = app.add_subcommand("chrf", "corpus chrF of a hypothesis file, as sacreBLEU computes it");
+  for (auto [cmd, o] : {std::pair{bleu_cmd, &bleu}, std::pair{chrf_cmd, &chrf}}) {
+    cmd->add_option("--hyp", o->hyp, "hypotheses, one per line")->required()->check(CLI::ExistingFile);
+    cmd->add_option("--ref", o->ref, "references, line-aligned")->required()->check(CLI::ExistingFile);
+    cmd->add_flag("--lowercase", o->lowercase, "case-insensitive");
+    cmd->add_flag("--json", o->json, "print JSON");
+  }
+  bleu_cmd->add_option("--tokenize", bleu.tokenize, "13a, intl or none")->capture_default_str()
+      ->check(CLI::IsMember({"13a", "intl", "none"}));
+
+  std::string info_ckpt;
+  bool info_json = false;
+  auto* info_cmd = app.add_subcommand("info", "show a checkpoint's config, parameters and training progress");
+  info_cmd->add_option("--checkpoint,-c", info_ckpt, "checkpoint file")->required();
+  info_cmd->add_flag("--json", info_json, "print JSON");
+
+  auto* config_cmd = app.add_subcommand("config", "print every config key with its default and meaning");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*train_cmd) return s2s::train(train);
+    if (*tr_cmd) return s2s::run_translate(tr);
+    if (*ev_cmd) return s2s::run_evaluate(ev);
+    if (*bleu_cmd) return s2s::run_bleu(bleu);
+    if (*chrf_cmd) return s2s::run_chrf(chrf);
+    if (*info_cmd) return s2s::run_info(info_ckpt, info_json);
+    if (*config_cmd) {
+      std::cout << s2s::config_reference();
+      return 0;
+    }
+  } catch (const s2s::Error& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  } catch (const std::invalid_argument& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    spdlog::error("internal error: {}", e.what_without_backtrace());
+    return 2;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 2;
+  }
+  return 0;
+}

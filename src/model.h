@@ -1,0 +1,40 @@
+// Encoder + decoder + output layer, built from the config and the vocabulary sizes.
+#pragma once
+#include <torch/torch.h>
+
+#include "config.h"
+#include "data.h"
+#include "decoder.h"
+#include "encoder.h"
+
+namespace s2s {
+
+class Seq2SeqImpl : public torch::nn::Module {
+ public:
+  Seq2SeqImpl(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab);
+
+  EncoderOutput encode(const torch::Tensor& src, const torch::Tensor& lengths) { return encoder->forward(src, lengths); }
+  // Teacher-forced pass over a batch: logits [batch, tgt_len, vocab] and alpha [batch, tgt_len, src_len].
+  DecoderImpl::TeacherForced forward(const Batch& batch);
+
+  const ModelConfig& config() const { return config_; }
+  int64_t parameter_count() const;
+
+  Encoder encoder{nullptr};
+  Decoder decoder{nullptr};
+
+ private:
+  void initialize();
+  ModelConfig config_;
+};
+TORCH_MODULE(Seq2Seq);
+
+struct LossResult {
+  torch::Tensor loss;  // scalar, mean over real target tokens (what is optimised)
+  double sum_nll = 0;  // summed negative log-likelihood of the references (no smoothing), for perplexity
+  int64_t tokens = 0;
+};
+// Cross-entropy over the real target tokens, with optional label smoothing.
+LossResult sequence_loss(const torch::Tensor& logits, const torch::Tensor& targets, double label_smoothing);
+
+}  // namespace s2s

@@ -1,0 +1,64 @@
+#include "rnn_cell.h"
+
+#include "error.h"
+
+namespace s2s {
+
+CellType cell_type_from_string(const std::string& name) {
+  if (name == "rnn") return CellType::RNN;
+  if (name == "gru") return CellType::GRU;
+  if (name == "lstm") return CellType::LSTM;
+  throw Error("unknown cell type \"" + name + "\" (expected rnn, gru or lstm)");
+}
+
+int64_t gate_count(CellType type) {
+  switch (type) {
+    case CellType::RNN: return 1;
+    case CellType::GRU: return 3;
+    case CellType::LSTM: return 4;
+  }
+  return 1;
+}
+
+CellState CellState::index_select(const torch::Tensor& rows) const {
+  return {h.index_select(0, rows), c.defined() ? c.index_select(0, rows) : torch::Tensor()};
+}
+
+CellState CellState::where(const torch::Tensor& mask, const CellState& next, const CellState& prev) {
+  auto m = mask.unsqueeze(1);  // [batch, 1]
+  return {torch::where(m, next.h, prev.h), next.c.defined() ? torch::where(m, next.c, prev.c) : torch::Tensor()};
+}
+
+RecurrentCellImpl::RecurrentCellImpl(int64_t hidden_size, CellType type) : hidden_(hidden_size), type_(type) {
+  const auto g = gate_count(type);
+  W_hh = register_parameter("W_hh", torch::empty({g * hidden_size, hidden_size}));
+  if (type == CellType::GRU) b_hh = register_parameter("b_hh", torch::zeros({g * hidden_size}));
+}
+
+CellState RecurrentCellImpl::initial_state(const torch::Tensor& h0) const {
+  return {h0, type_ == CellType::LSTM ? torch::zeros_like(h0) : torch::Tensor()};
+}
+
+CellState RecurrentCellImpl::step(const torch::Tensor& x_proj, const CellState& prev) const {
+  switch (type_) {
+    case CellType::RNN:
+      return {torch::tanh(torch::addmm(x_proj, prev.h, W_hh.t())), {}};
+    case CellType::GRU: {
+      auto hh = torch::addmm(b_hh, prev.h, W_hh.t()).chunk(3, 1);  // [batch, hidden] x 3
+      auto xx = x_proj.chunk(3, 1);
+      auto r = torch::sigmoid(xx[0] + hh[0]);
+      auto z = torch::sigmoid(xx[1] + hh[1]);
+      auto n = torch::tanh(xx[2] + r * hh[2]);
+      return {(1 - z) * n + z * prev.h, {}};
+    }
+    case CellType::LSTM: {
+      auto g = torch::addmm(x_proj, prev.h, W_hh.t()).chunk(4, 1);
+      auto i = torch::sigmoid(g[0]), f = torch::sigmoid(g[1]), o = torch::sigmoid(g[3]);
+      auto c = f * prev.c + i * torch::tanh(g[2]);
+      return {o * torch::tanh(c), c};
+    }
+  }
+  return {};
+}
+
+}  // namespace s2s

@@ -1,0 +1,45 @@
+// The recurrent update shared by the encoder and the decoder.
+//
+// The input part of every update (A_x x_t + b, plus A_c c_{t-1} in the decoder) is computed by the
+// owner and passed in as `x_proj`, so that the encoder and the decoder can compute it for all time
+// steps in one matrix product. The cell adds the recurrent part:
+//   rnn  : h_t = tanh(x_proj + W_hh h_{t-1})                     (the seed's Simple RNN)
+//   gru  : [r z n] gates as in Cho et al. (2014) / PyTorch's GRU, with bias b_hh on the recurrent side
+//   lstm : [i f g o] gates as in PyTorch's LSTM; the state carries the memory cell
+#pragma once
+#include <string>
+
+#include <torch/torch.h>
+
+namespace s2s {
+
+enum class CellType { RNN, GRU, LSTM };
+CellType cell_type_from_string(const std::string& name);
+int64_t gate_count(CellType type);  // 1, 3, 4: rows of x_proj per hidden unit
+
+struct CellState {
+  torch::Tensor h;  // [batch, hidden]
+  torch::Tensor c;  // [batch, hidden], LSTM memory cell; undefined for rnn and gru
+  CellState index_select(const torch::Tensor& rows) const;
+  // Keeps `prev` where mask is false: [batch] bool (used to stop the state at padding).
+  static CellState where(const torch::Tensor& mask, const CellState& next, const CellState& prev);
+};
+
+class RecurrentCellImpl : public torch::nn::Module {
+ public:
+  RecurrentCellImpl(int64_t hidden_size, CellType type);
+  CellState step(const torch::Tensor& x_proj, const CellState& prev) const;  // x_proj: [batch, gates*hidden]
+  CellState initial_state(const torch::Tensor& h0) const;                     // memory cell zeros for lstm
+  CellType type() const { return type_; }
+  int64_t hidden_size() const { return hidden_; }
+
+  torch::Tensor W_hh;  // [gates*hidden, hidden]
+  torch::Tensor b_hh;  // [gates*hidden], gru only (the r * (W_hn h + b_hn) term needs it)
+
+ private:
+  int64_t hidden_;
+  CellType type_;
+};
+TORCH_MODULE(RecurrentCell);
+
+}  // namespace s2s

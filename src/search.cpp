@@ -1,0 +1,162 @@
+#include "search.h"
+
+#include <cmath>
+#include <limits>
+
+#include "vocabulary.h"
+
+namespace s2s {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Eval mode and no autograd for the lifetime of the guard; the previous mode is restored.
+class InferenceGuard {
+ public:
+  explicit InferenceGuard(Seq2Seq& model) : model_(model), was_training_(model->is_training()) { model_->eval(); }
+  ~InferenceGuard() { model_->train(was_training_); }
+
+ private:
+  Seq2Seq& model_;
+  bool was_training_;
+  torch::NoGradGuard no_grad_;
+};
+
+// GNMT's length normalisation (Wu et al., 2016): score / ((5 + len) / 6)^alpha.
+double normalise(double log_prob, int64_t length, double alpha) {
+  if (alpha == 0) return log_prob;
+  return log_prob / std::pow((5.0 + static_cast<double>(length)) / 6.0, alpha);
+}
+
+// What one search step chose for every slot (sentence * beam + k), kept to trace hypotheses back.
+struct StepRecord {
+  std::vector<int64_t> token;
+  std::vector<int64_t> parent;   // slot in the previous step
+  torch::Tensor weights;         // [slots, src_len] on the CPU, or undefined without attention
+};
+
+struct Finished {
+  int64_t step, slot;
+  double log_prob, score;
+};
+
+Hypothesis trace_back(const std::vector<StepRecord>& history, const Finished& f, int64_t src_len) {
+  Hypothesis h;
+  h.score = f.score;
+  std::vector<int64_t> tokens;
+  std::vector<std::vector<float>> rows;
+  int64_t slot = f.slot;
+  for (int64_t t = f.step; t >= 0; --t) {
+    const auto& rec = history[t];
+    tokens.push_back(rec.token[slot]);
+    if (rec.weights.defined()) {
+      auto row = rec.weights[slot];
+      rows.emplace_back(row.data_ptr<float>(), row.data_ptr<float>() + src_len);
+    }
+    slot = rec.parent[slot];
+  }
+  std::reverse(tokens.begin(), tokens.end());
+  std::reverse(rows.begin(), rows.end());
+  if (!tokens.empty() && tokens.back() == Vocabulary::kEos) tokens.pop_back();
+  h.tokens = std::move(tokens);
+  h.attention = std::move(rows);
+  return h;
+}
+
+}  // namespace
+
+std::vector<std::vector<Hypothesis>> search(Seq2Seq& model, const Batch& batch, const SearchOptions& options) {
+  InferenceGuard guard(model);
+  const int64_t B = batch.src.size(0), K = std::max<int64_t>(1, options.beam_size);
+  const int64_t n_best = std::clamp<int64_t>(options.n_best, 1, K);
+  auto device = batch.src.device();
+  auto lengths = batch.src_lengths.to(torch::kCPU);
+  std::vector<int64_t> max_len(B), src_len(B);
+  int64_t longest = 1;
+  for (int64_t b = 0; b < B; ++b) {
+    src_len[b] = lengths[b].item<int64_t>();
+    max_len[b] = std::max<int64_t>(1, static_cast<int64_t>(options.max_length_ratio * static_cast<double>(src_len[b])) +
+                                          options.max_length_extra);
+    longest = std::max(longest, max_len[b]);
+  }
+
+  // Encode once, then give every sentence K slots (slot = b * K + k).
+  auto encoded = model->encode(batch.src, batch.src_lengths);
+  auto& decoder = model->decoder;
+  auto rows = torch::arange(B, torch::TensorOptions().dtype(torch::kInt64).device(device)).repeat_interleave(K);
+  encoded.final = encoded.final.index_select(0, rows);
+  encoded.states = encoded.states.index_select(0, rows);
+  encoded.mask = encoded.mask.index_select(0, rows);
+  auto memory = decoder->prepare_memory(encoded);
+  auto state = decoder->init_state(encoded, memory);
+
+  std::vector<double> log_prob(B * K, kNegInf);
+  for (int64_t b = 0; b < B; ++b) log_prob[b * K] = 0;  // one live hypothesis per sentence to start
+  std::vector<int64_t> prev_tokens(B * K, Vocabulary::kBos);
+  std::vector<std::vector<Finished>> finished(B);
+  std::vector<bool> done(B, false);
+  std::vector<StepRecord> history;
+
+  for (int64_t t = 0; t < longest; ++t) {
+    auto input = decoder->embed(torch::tensor(prev_tokens, torch::kInt64).to(device));
+    state = decoder->step(input, state, memory);
+    auto logits = decoder->output(state.cell.h, state.context, input.embedding);  // [B*K, V]
+    auto logp = torch::log_softmax(logits.to(torch::kFloat32), -1);
+    const int64_t V = logp.size(1);
+    auto total = logp + torch::tensor(log_prob, torch::kFloat64).to(torch::kFloat32).to(device).unsqueeze(1);
+    auto top = total.view({B, K * V}).topk(std::min<int64_t>(2 * K, K * V), 1);
+    auto top_values = std::get<0>(top).to(torch::kCPU).contiguous();
+    auto top_indices = std::get<1>(top).to(torch::kCPU).contiguous();
+    auto tv = top_values.accessor<float, 2>();
+    auto ti = top_indices.accessor<int64_t, 2>();
+
+    StepRecord rec;
+    rec.token.assign(B * K, Vocabulary::kPad);
+    rec.parent.resize(B * K);
+    if (state.weights.defined()) rec.weights = state.weights.to(torch::kCPU, torch::kFloat32).contiguous();
+    std::vector<double> next_log_prob(B * K, kNegInf);
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t k = 0; k < K; ++k) rec.parent[b * K + k] = b * K;  // placeholder for unused slots
+      if (done[b]) continue;
+      const bool last_step = t + 1 >= max_len[b];
+      int64_t alive = 0;
+      for (int64_t c = 0; c < top_values.size(1) && alive < K; ++c) {
+        const double value = tv[b][c];
+        if (std::isinf(value)) break;
+        const int64_t parent = b * K + ti[b][c] / V, token = ti[b][c] % V;
+        const int64_t slot = b * K + alive;
+        rec.token[slot] = token;
+        rec.parent[slot] = parent;
+        if (token == Vocabulary::kEos || last_step) {
+          // A finished hypothesis keeps its own slot in this step's record only for tracing back.
+          finished[b].push_back({t, slot, value, normalise(value, t + 1, options.length_penalty)});
+          ++alive;  // the slot is used by the record; it is not continued (log-prob stays -inf)
+          continue;
+        }
+        next_log_prob[slot] = value;
+        ++alive;
+      }
+      bool any_alive = false;
+      for (int64_t k = 0; k < K; ++k) any_alive |= !std::isinf(next_log_prob[b * K + k]);
+      if (static_cast<int64_t>(finished[b].size()) >= K || !any_alive || last_step) done[b] = true;
+    }
+    history.push_back(rec);
+    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+
+    auto parents = torch::tensor(rec.parent, torch::kInt64).to(device);
+    state = state.index_select(parents);
+    log_prob = std::move(next_log_prob);
+    prev_tokens = rec.token;
+  }
+
+  std::vector<std::vector<Hypothesis>> results(B);
+  for (int64_t b = 0; b < B; ++b) {
+    auto& f = finished[b];
+    std::stable_sort(f.begin(), f.end(), [](const Finished& x, const Finished& y) { return x.score > y.score; });
+    for (int64_t i = 0; i < std::min<int64_t>(n_best, f.size()); ++i)
+      results[b].push_back(trace_back(history, f[i], src_len[b]));
+  }
+  return results;
+}
+
+}  // namespace s2s

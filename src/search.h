@@ -1,0 +1,30 @@
+// Greedy and beam search on the decoder's one-step function (DecoderImpl::step).
+#pragma once
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "data.h"
+#include "model.h"
+
+namespace s2s {
+
+struct SearchOptions {
+  int64_t beam_size = 1;        // 1 = greedy
+  int64_t n_best = 1;           // hypotheses returned per sentence (<= beam_size)
+  double length_penalty = 1.0;  // beam: score / len^penalty (0 = raw log-probability)
+  double max_length_ratio = 2.0;  // output at most ratio * source length + max_length_extra tokens
+  int64_t max_length_extra = 10;
+};
+
+struct Hypothesis {
+  std::vector<int64_t> tokens;                 // without </s>
+  double score = 0;                            // sum of log-probabilities (beam: length-normalised)
+  std::vector<std::vector<float>> attention;   // [tokens + 1 (</s>)][source length incl. </s>]
+};
+
+// One list of n_best hypotheses per sentence of the batch, best first. The model is put in eval mode
+// for the call and restored afterwards.
+std::vector<std::vector<Hypothesis>> search(Seq2Seq& model, const Batch& batch, const SearchOptions& options);
+
+}  // namespace s2s

@@ -1,0 +1,339 @@
+#include "trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <regex>
+#include <sstream>
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "checkpoint.h"
+#include "config.h"
+#include "data.h"
+#include "error.h"
+#include "metrics.h"
+#include "model.h"
+#include "runtime.h"
+#include "search.h"
+#include "signals.h"
+
+namespace s2s {
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// One JSON object per line; flushed after each so a killed run keeps its history.
+class MetricsLog {
+ public:
+  explicit MetricsLog(const fs::path& path) : out_(path, std::ios::app) {
+    if (!out_) throw Error(path.string() + ": cannot open for writing");
+  }
+  void write(const nlohmann::json& j) { out_ << j.dump() << "\n" << std::flush; }
+
+ private:
+  std::ofstream out_;
+};
+
+struct Corpora {
+  TextCodec codec;
+  std::vector<Example> train, valid;
+  std::vector<std::string> valid_refs;  // raw reference lines, for BLEU
+};
+
+Corpora load_corpora(const Config& config, const TextCodec* existing_codec) {
+  const auto& d = config.data;
+  if (d.train_src.empty() || d.train_tgt.empty()) throw Error("data.train_src and data.train_tgt must be set");
+  const auto t0 = Clock::now();
+  auto train_text = read_parallel(d.train_src, d.train_tgt);
+  Corpora c;
+  c.codec = existing_codec ? *existing_codec : TextCodec::build(d, train_text);
+  FilterStats stats;
+  c.train = encode_corpus(train_text, c.codec, d, /*filter=*/true, &stats);
+  spdlog::info("[data] {}: {} pairs read, {} kept; dropped: {} empty, {} longer than {} tokens, {} with length ratio over {}",
+               d.train_src, stats.read, stats.kept, stats.empty, stats.too_long, d.max_len, stats.bad_ratio,
+               d.max_length_ratio);
+  if (c.train.empty()) throw Error(d.train_src + ": no training pairs left after filtering (see data.max_len)");
+  spdlog::info("[data] vocabularies: source {}, target {}{}", c.codec.src_vocab.size(), c.codec.tgt_vocab.size(),
+               existing_codec ? " (from the checkpoint)" : "");
+  if (!d.valid_src.empty()) {
+    auto valid_text = read_parallel(d.valid_src, d.valid_tgt);
+    c.valid = encode_corpus(valid_text, c.codec, d, /*filter=*/false, nullptr);
+    c.valid_refs = valid_text.tgt;
+    spdlog::info("[data] {}: {} validation pairs", d.valid_src, c.valid.size());
+  }
+  spdlog::info("[data] prepared in {:.1f} s", seconds_since(t0));
+  return c;
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainingConfig& t, Seq2Seq& model) {
+  if (t.optimizer == "sgd")
+    return std::make_unique<torch::optim::SGD>(model->parameters(),
+                                               torch::optim::SGDOptions(t.learning_rate).momentum(t.momentum));
+  return std::make_unique<torch::optim::Adam>(model->parameters(), torch::optim::AdamOptions(t.learning_rate));
+}
+
+struct Validation {
+  double loss = 0, ppl = 0, bleu = 0;
+};
+
+Validation validate(Seq2Seq& model, const Corpora& data, const TrainingConfig& t, const torch::Device& device) {
+  Validation v;
+  double nll = 0;
+  int64_t tokens = 0;
+  {
+    torch::NoGradGuard no_grad;
+    const bool was_training = model->is_training();
+    model->eval();
+    for (const auto& idx : ordered_batches(data.valid, t.batch_size, true)) {
+      auto batch = make_batch(data.valid, idx).to(device);
+      auto out = model->forward(batch);
+      auto r = sequence_loss(out.logits, batch.tgt_out, 0.0);
+      nll += r.sum_nll;
+      tokens += r.tokens;
+    }
+    model->train(was_training);
+  }
+  v.loss = nll / std::max<int64_t>(tokens, 1);
+  v.ppl = std::exp(v.loss);
+  // BLEU of greedy translations of (the first valid_bleu_sentences of) the validation set.
+  const auto n = t.valid_bleu_sentences > 0 ? std::min<size_t>(t.valid_bleu_sentences, data.valid.size())
+                                            : data.valid.size();
+  std::vector<Example> subset(data.valid.begin(), data.valid.begin() + n);
+  std::vector<std::string> hyps(n), refs(data.valid_refs.begin(), data.valid_refs.begin() + n);
+  SearchOptions greedy;
+  for (const auto& idx : ordered_batches(subset, t.batch_size, true)) {
+    auto batch = make_batch(subset, idx).to(device);
+    auto results = search(model, batch, greedy);
+    for (size_t r = 0; r < idx.size(); ++r)
+      hyps[idx[r]] = results[r].empty() ? "" : data.codec.decode_tgt(results[r][0].tokens);
+  }
+  v.bleu = n > 0 ? corpus_bleu(hyps, refs, BleuOptions{}).score : 0.0;
+  return v;
+}
+
+std::string step_file(int64_t step) {
+  std::ostringstream name;
+  name << "step-" << std::setw(7) << std::setfill('0') << step << ".pt";
+  return name.str();
+}
+
+void prune_step_checkpoints(const fs::path& dir, int64_t keep) {
+  static const std::regex pattern("step-(\\d+)\\.pt");
+  std::vector<std::pair<int64_t, fs::path>> files;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::smatch m;
+    const auto name = e.path().filename().string();
+    if (std::regex_match(name, m, pattern)) files.emplace_back(std::stoll(m[1]), e.path());
+  }
+  std::sort(files.begin(), files.end());
+  for (size_t i = 0; i + keep < files.size(); ++i) fs::remove(files[i].second);
+}
+
+// Training-only keys may change on resume; anything that shapes the model or its vocabularies may not.
+void check_resume_compatible(const Config& now, const Config& saved, const std::string& path) {
+  const auto a = config_to_json(now), b = config_to_json(saved);
+  if (a["model"] != b["model"])
+    throw Error("--resume " + path + ": the config's model section differs from the checkpoint's (" +
+                a["model"].dump() + " vs " + b["model"].dump() + "); a run can only resume with the same model");
+  for (const char* key : {"tokenizer", "lowercase", "split_punctuation", "min_freq", "max_size", "vocab_size",
+                          "shared_vocab"})
+    if (a["data"][key] != b["data"][key])
+      throw Error("--resume " + path + ": data." + key + " differs from the checkpoint's (" + a["data"][key].dump() +
+                  " vs " + b["data"][key].dump() + "); the vocabularies would not match");
+  for (auto it = a["training"].begin(); it != a["training"].end(); ++it)
+    if (b["training"][it.key()] != it.value())
+      spdlog::info("[train] on resume, training.{} changed from {} to {}", it.key(), b["training"][it.key()].dump(),
+                   it.value().dump());
+}
+
+}  // namespace
+
+std::string find_resume_checkpoint(const std::string& output_dir) {
+  const fs::path dir(output_dir);
+  if (!fs::is_directory(dir)) return "";
+  std::vector<fs::path> candidates;
+  if (fs::exists(dir / "last.pt")) candidates.push_back(dir / "last.pt");
+  std::vector<fs::path> steps;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (std::regex_match(e.path().filename().string(), std::regex("step-\\d+\\.pt"))) steps.push_back(e.path());
+  std::sort(steps.rbegin(), steps.rend());
+  candidates.insert(candidates.end(), steps.begin(), steps.end());
+  // last.pt is written after the step file, so it is the newest; fall back when it does not load.
+  for (const auto& c : candidates) {
+    try {
+      read_checkpoint(c.string());
+      return c.string();
+    } catch (const Error& e) {
+      spdlog::warn("[train] skipping {}: {}", c.string(), e.what());
+    }
+  }
+  return "";
+}
+
+int train(const TrainOptions& options) {
+  const auto t_start = Clock::now();
+  Config config = load_config(options.config_path, options.overrides);
+  const fs::path out_dir(config.output_dir);
+  fs::create_directories(out_dir);
+  auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((out_dir / "train.log").string());
+  file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
+  spdlog::default_logger()->sinks().push_back(file_sink);
+
+  std::string resume_path = options.resume;
+  if (resume_path == "auto") {
+    resume_path = find_resume_checkpoint(config.output_dir);
+    spdlog::info("[train] --resume auto: {}", resume_path.empty() ? "no checkpoint found, starting fresh" : resume_path);
+  }
+  std::optional<CheckpointContents> resume_ckpt, init_ckpt;
+  if (!resume_path.empty()) {
+    resume_ckpt = read_checkpoint(resume_path);
+    check_resume_compatible(config, resume_ckpt->config, resume_path);
+  }
+  if (!options.init_from.empty()) {
+    init_ckpt = read_checkpoint(options.init_from);
+    check_resume_compatible(config, init_ckpt->config, options.init_from);
+  }
+  {
+    std::ofstream f(out_dir / "config.json");
+    f << config_to_json(config).dump(2) << "\n";
+  }
+  const auto& t = config.training;
+  configure_threads(t.threads, "train");
+  const auto device = resolve_device(t.device);
+  spdlog::info("[train] device: {}", device.str());
+
+  const TextCodec* codec = resume_ckpt ? &resume_ckpt->codec : init_ckpt ? &init_ckpt->codec : nullptr;
+  auto data = load_corpora(config, codec);
+
+  torch::manual_seed(t.seed);
+  Seq2Seq model = resume_ckpt ? restore_model(*resume_ckpt, device)
+                  : init_ckpt ? restore_model(*init_ckpt, device)
+                              : Seq2Seq(config.model, data.codec.src_vocab.size(), data.codec.tgt_vocab.size());
+  model->to(device);
+  model->train();
+  auto optimizer = make_optimizer(t, model);
+  TrainState state;
+  if (resume_ckpt) {
+    restore_optimizer(*resume_ckpt, *optimizer);
+    for (auto& group : optimizer->param_groups()) group.options().set_lr(t.learning_rate);
+    state = resume_ckpt->state;
+    spdlog::info("[train] resumed from {} at step {} (epoch {}, batch {})", resume_path, state.step, state.epoch + 1,
+                 state.batch_in_epoch);
+  }
+  spdlog::info("[model] {} cell, attention {}, {} parameters", config.model.cell, config.model.attention,
+               model->parameter_count());
+
+  MetricsLog metrics(out_dir / "metrics.jsonl");
+  install_stop_handlers();
+  auto save = [&](const std::string& reason) {
+    const auto step_path = out_dir / step_file(state.step);
+    save_checkpoint(step_path.string(), config, data.codec, model, optimizer.get(), state);
+    save_checkpoint((out_dir / "last.pt").string(), config, data.codec, model, optimizer.get(), state);
+    prune_step_checkpoints(out_dir, t.keep_checkpoints);
+    spdlog::info("[train] checkpoint {} ({})", step_path.string(), reason);
+  };
+
+  BatchingOptions batching{t.batch_size, t.batch_type, static_cast<uint64_t>(t.seed)};
+  const double elapsed_before = state.elapsed_seconds;
+  const auto t_loop = Clock::now();
+  auto t_interval = Clock::now();
+  int64_t interval_tokens = 0, interval_padded = 0, interval_real = 0;
+  double interval_loss = 0;
+  int64_t interval_steps = 0;
+  bool finished = false, stopped_early = false;
+
+  while (state.epoch < t.epochs) {
+    const auto batches = epoch_batches(data.train, batching, state.epoch);
+    while (state.batch_in_epoch < static_cast<int64_t>(batches.size())) {
+      auto batch = make_batch(data.train, batches[state.batch_in_epoch]).to(device);
+      optimizer->zero_grad();
+      auto out = model->forward(batch);
+      auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
+      const double loss_value = loss.loss.item<double>();
+      if (!std::isfinite(loss_value)) {
+        spdlog::error("[train] the loss became {} at step {}; stopping. The last good checkpoint is intact; try a "
+                      "lower training.learning_rate or training.clip_norm",
+                      loss_value, state.step + 1);
+        return 1;
+      }
+      loss.loss.backward();
+      if (t.clip_norm > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), t.clip_norm);
+      optimizer->step();
+      ++state.step;
+      ++state.batch_in_epoch;
+      interval_loss += loss_value;
+      ++interval_steps;
+      interval_tokens += batch.tgt_tokens;
+      interval_padded += batch.padded_tokens;
+      interval_real += batch.real_tokens;
+      state.elapsed_seconds = elapsed_before + seconds_since(t_loop);
+
+      if (state.step % t.log_every == 0) {
+        const double dt = seconds_since(t_interval);
+        const double lr = optimizer->param_groups()[0].options().get_lr();
+        const double tps = interval_tokens / std::max(dt, 1e-9);
+        const double pad = 1.0 - static_cast<double>(interval_real) / std::max<int64_t>(interval_padded, 1);
+        spdlog::info("[train] step {} epoch {} loss {:.4f} lr {:.2e} {:.0f} tgt tok/s padding {:.1f}% elapsed {:.0f}s",
+                     state.step, state.epoch + 1, interval_loss / interval_steps, lr, tps, 100 * pad,
+                     state.elapsed_seconds);
+        metrics.write({{"type", "train"}, {"step", state.step}, {"epoch", state.epoch + 1},
+                       {"loss", interval_loss / interval_steps}, {"lr", lr}, {"tokens_per_sec", tps},
+                       {"padding", pad}, {"elapsed", state.elapsed_seconds}});
+        interval_loss = 0;
+        interval_steps = interval_tokens = interval_padded = interval_real = 0;
+        t_interval = Clock::now();
+      }
+      const bool at_max = t.max_steps > 0 && state.step >= t.max_steps;
+      if (!data.valid.empty() && (state.step % t.valid_every == 0 || at_max)) {
+        const auto v = validate(model, data, t, device);
+        const bool improved = v.bleu > state.best_score;
+        if (improved) {
+          state.best_score = v.bleu;
+          state.best_step = state.step;
+          state.bad_validations = 0;
+        } else {
+          ++state.bad_validations;
+        }
+        spdlog::info("[valid] step {} loss {:.4f} ppl {:.2f} bleu {:.2f}{}", state.step, v.loss, v.ppl, v.bleu,
+                     improved ? " (new best)" : "");
+        metrics.write({{"type", "valid"}, {"step", state.step}, {"epoch", state.epoch + 1}, {"loss", v.loss},
+                       {"ppl", v.ppl}, {"bleu", v.bleu}, {"elapsed", state.elapsed_seconds}});
+        if (improved) save_checkpoint((out_dir / "best.pt").string(), config, data.codec, model, optimizer.get(), state);
+        if (t.patience > 0 && state.bad_validations >= t.patience) {
+          spdlog::info("[train] no improvement in {} validations: stopping early", t.patience);
+          stopped_early = true;
+        }
+        t_interval = Clock::now();  // validation time is not training throughput
+      }
+      if (state.step % t.checkpoint_every == 0) save("every " + std::to_string(t.checkpoint_every) + " steps");
+      if (at_max || stopped_early) {
+        finished = true;
+        break;
+      }
+      if (stop_requested()) {
+        save("interrupted");
+        spdlog::warn("[train] interrupted by signal {} at step {}; resume with --resume auto", stop_signal(),
+                     state.step);
+        return 128 + stop_signal();
+      }
+    }
+    if (finished) break;
+    ++state.epoch;
+    state.batch_in_epoch = 0;
+  }
+  if (state.step % t.checkpoint_every != 0) save("end of training");
+  spdlog::info("[train] done: {} steps in {:.0f} s (this run {:.0f} s); best validation BLEU {:.2f} at step {}",
+               state.step, state.elapsed_seconds, seconds_since(t_start),
+               std::isinf(state.best_score) ? 0.0 : state.best_score, state.best_step);
+  return 0;
+}
+
+}  // namespace s2s

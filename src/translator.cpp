@@ -1,0 +1,291 @@
+#include "translator.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "attention_plot.h"
+#include "error.h"
+#include "metrics.h"
+#include "runtime.h"
+#include "utf8.h"
+
+namespace s2s {
+namespace fs = std::filesystem;
+
+nlohmann::json Translation::to_json() const {
+  auto one = [&](const Output& o) {
+    return nlohmann::json{{"output", o.text}, {"output_tokens", o.tokens}, {"score", o.score}, {"attention", o.attention}};
+  };
+  nlohmann::json j{{"source", source}, {"source_tokens", source_tokens}};
+  if (outputs.empty()) {
+    j.update(one(Output{}));
+  } else {
+    j.update(one(outputs[0]));
+    if (outputs.size() > 1) {
+      j["nbest"] = nlohmann::json::array();
+      for (const auto& o : outputs) j["nbest"].push_back(one(o));
+    }
+  }
+  return j;
+}
+
+Translator::Translator(LoadedModel model, torch::Device device, TranslatorOptions options)
+    : model_(std::move(model)), device_(device), options_(options) {
+  model_.model->to(device_);
+  model_.model->eval();
+}
+
+std::vector<Translation> Translator::translate(const std::vector<std::string>& lines) {
+  const auto& codec = model_.codec;
+  std::vector<Translation> out(lines.size());
+  std::vector<std::vector<int64_t>> sources;
+  std::vector<size_t> which;  // line index of each non-empty source
+  for (size_t i = 0; i < lines.size(); ++i) {
+    out[i].source = lines[i];
+    out[i].source_tokens = codec.src_tokenizer->tokenize(lines[i]);
+    if (out[i].source_tokens.empty()) continue;
+    auto ids = codec.src_vocab.encode(out[i].source_tokens);
+    ids.push_back(Vocabulary::kEos);
+    sources.push_back(std::move(ids));
+    which.push_back(i);
+  }
+  // Sort by length so batches carry little padding; results do not depend on the batching.
+  std::vector<size_t> order(sources.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return sources[a].size() < sources[b].size(); });
+  for (size_t start = 0; start < order.size(); start += options_.batch_size) {
+    const size_t end = std::min(order.size(), start + static_cast<size_t>(options_.batch_size));
+    std::vector<std::vector<int64_t>> chunk;
+    for (size_t k = start; k < end; ++k) chunk.push_back(sources[order[k]]);
+    auto batch = make_source_batch(chunk).to(device_);
+    auto results = search(model_.model, batch, options_.search);
+    for (size_t k = start; k < end; ++k) {
+      auto& t = out[which[order[k]]];
+      for (const auto& h : results[k - start]) {
+        Translation::Output o;
+        o.tokens = codec.tgt_vocab.decode(h.tokens);
+        o.score = h.score;
+        o.attention = h.attention;
+        if (options_.unk_replace && !o.attention.empty()) {
+          for (size_t j = 0; j < o.tokens.size() && j < o.attention.size(); ++j) {
+            if (o.tokens[j] != "<unk>") continue;
+            const auto& row = o.attention[j];
+            const auto n = std::min(row.size(), t.source_tokens.size());  // skip the </s> column
+            if (n == 0) continue;
+            o.tokens[j] = t.source_tokens[std::max_element(row.begin(), row.begin() + n) - row.begin()];
+          }
+        }
+        o.text = codec.tgt_tokenizer->detokenize(o.tokens);
+        t.outputs.push_back(std::move(o));
+      }
+    }
+  }
+  return out;
+}
+
+namespace {
+
+AttentionMatrix attention_matrix(const Translation& t) {
+  AttentionMatrix m;
+  m.source_tokens = t.source_tokens;
+  m.source_tokens.push_back("</s>");
+  const auto& o = t.outputs.at(0);
+  m.output_tokens = o.tokens;
+  m.output_tokens.push_back("</s>");
+  m.weights = o.attention;
+  m.weights.resize(std::min(m.weights.size(), m.output_tokens.size()));
+  m.output_tokens.resize(m.weights.size());
+  return m;
+}
+
+// Reads lines as they arrive: a batch is translated when it is full or when no more input is waiting,
+// so an interactive user gets each translation at once and a pipe is translated in batches.
+class LineSource {
+ public:
+  LineSource(std::istream& in, bool is_stdin) : in_(in), is_stdin_(is_stdin) {}
+  bool next_batch(size_t max_lines, std::vector<std::string>& lines, std::vector<bool>& bad) {
+    lines.clear();
+    bad.clear();
+    std::string line;
+    while (lines.size() < max_lines && std::getline(in_, line)) {
+      ++line_number_;
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (auto off = utf8::find_invalid(line)) {
+        spdlog::error("[translate] input line {}: invalid UTF-8 at byte {}; writing an empty line for it",
+                      line_number_, *off + 1);
+        line.clear();
+        bad.push_back(true);
+      } else {
+        bad.push_back(false);
+      }
+      lines.push_back(line);
+      if (is_stdin_ && !more_waiting()) break;
+    }
+    return !lines.empty();
+  }
+
+ private:
+  bool more_waiting() {
+    if (in_.rdbuf()->in_avail() > 0) return true;
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+  }
+  std::istream& in_;
+  bool is_stdin_;
+  int64_t line_number_ = 0;
+};
+
+void prepare_runtime(int64_t threads, const std::string& tag) { configure_threads(threads, tag); }
+
+}  // namespace
+
+int run_translate(const TranslateCommand& cmd) {
+  prepare_runtime(cmd.threads, "translate");
+  const auto device = resolve_device(cmd.device);
+  Translator translator(load_model(cmd.checkpoint, device), device, cmd.translator);
+  if (cmd.format != "text" && cmd.format != "json") throw Error("--format must be text or json");
+
+  std::ofstream out_file;
+  if (!cmd.output.empty()) {
+    out_file.open(cmd.output);
+    if (!out_file) throw Error(cmd.output + ": cannot open for writing");
+  }
+  std::ostream& out = cmd.output.empty() ? std::cout : out_file;
+  if (!cmd.attention_svg_dir.empty()) fs::create_directories(cmd.attention_svg_dir);
+  int64_t sentence_number = 0;
+
+  auto emit = [&](const std::vector<Translation>& results) {
+    for (const auto& t : results) {
+      ++sentence_number;
+      if (cmd.format == "json") {
+        out << t.to_json().dump() << "\n";
+      } else {
+        if (t.outputs.size() > 1) {
+          for (const auto& o : t.outputs) out << o.score << "\t" << o.text << "\n";
+        } else {
+          out << (t.outputs.empty() ? "" : t.outputs[0].text) << "\n";
+        }
+      }
+      const bool has_attention = !t.outputs.empty() && !t.outputs[0].attention.empty();
+      if (has_attention && !cmd.attention_svg_dir.empty()) {
+        std::ostringstream name;
+        name << "sentence-" << std::setw(4) << std::setfill('0') << sentence_number << ".svg";
+        const auto path = fs::path(cmd.attention_svg_dir) / name.str();
+        std::ofstream svg(path);
+        svg << attention_svg(attention_matrix(t), t.source);
+        if (!svg) throw Error(path.string() + ": cannot write");
+      }
+      if (has_attention && cmd.show_attention) std::cerr << attention_terminal(attention_matrix(t), isatty(2)) << "\n";
+    }
+    out << std::flush;
+  };
+
+  if (!cmd.sentences.empty()) {
+    emit(translator.translate(cmd.sentences));
+    return 0;
+  }
+  std::ifstream in_file;
+  if (!cmd.input.empty()) {
+    in_file.open(cmd.input, std::ios::binary);
+    if (!in_file) throw Error(cmd.input + ": cannot open the input file");
+  }
+  std::istream& in = cmd.input.empty() ? std::cin : in_file;
+  LineSource source(in, cmd.input.empty());
+  std::vector<std::string> lines;
+  std::vector<bool> bad;
+  bool any_bad = false;
+  while (source.next_batch(cmd.translator.batch_size, lines, bad)) {
+    emit(translator.translate(lines));
+    any_bad |= std::find(bad.begin(), bad.end(), true) != bad.end();
+  }
+  return any_bad ? 1 : 0;
+}
+
+int run_evaluate(const EvaluateCommand& cmd) {
+  prepare_runtime(cmd.threads, "evaluate");
+  const auto device = resolve_device(cmd.device);
+  auto text = read_parallel(cmd.src, cmd.ref);
+  Translator translator(load_model(cmd.checkpoint, device), device, cmd.translator);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto results = translator.translate(text.src);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<std::string> hyps;
+  for (const auto& r : results) hyps.push_back(r.outputs.empty() ? "" : r.outputs[0].text);
+
+  const auto bleu = corpus_bleu(hyps, text.tgt, BleuOptions{});
+  const auto chrf = corpus_chrf(hyps, text.tgt, ChrfOptions{});
+
+  // Perplexity of the references under the model (teacher forcing).
+  auto& loaded = translator.loaded();
+  auto examples = encode_corpus(text, loaded.codec, loaded.config.data, /*filter=*/false, nullptr);
+  double nll = 0;
+  int64_t tokens = 0;
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& idx : ordered_batches(examples, cmd.translator.batch_size, true)) {
+      auto batch = make_batch(examples, idx).to(device);
+      auto out = loaded.model->forward(batch);
+      auto r = sequence_loss(out.logits, batch.tgt_out, 0.0);
+      nll += r.sum_nll;
+      tokens += r.tokens;
+    }
+  }
+  const double ppl = std::exp(nll / std::max<int64_t>(tokens, 1));
+
+  // BLEU by source length (tokens of the source as tokenised), Bahdanau et al.'s Figure 2.
+  nlohmann::json buckets = nlohmann::json::array();
+  int64_t low = 1;
+  for (size_t b = 0; b <= cmd.bucket_bounds.size(); ++b) {
+    const bool open = b == cmd.bucket_bounds.size();
+    const int64_t high = open ? std::numeric_limits<int64_t>::max() : cmd.bucket_bounds[b];
+    BleuStats stats;
+    int64_t n = 0;
+    for (size_t i = 0; i < results.size(); ++i) {
+      const auto len = static_cast<int64_t>(results[i].source_tokens.size());
+      if (len < low || len > high) continue;
+      stats += bleu_sentence_stats(hyps[i], text.tgt[i], BleuOptions{});
+      ++n;
+    }
+    const std::string label = open ? std::to_string(low) + "+" : std::to_string(low) + "-" + std::to_string(high);
+    buckets.push_back({{"min", low},
+                       {"max", open ? nlohmann::json(nullptr) : nlohmann::json(high)},
+                       {"label", label},
+                       {"sentences", n},
+                       {"bleu", n > 0 ? nlohmann::json(bleu_from_stats(stats, BleuOptions{}).score)
+                                      : nlohmann::json(nullptr)}});
+    low = high + 1;
+  }
+  nlohmann::json j{{"model", cmd.checkpoint}, {"src", cmd.src}, {"ref", cmd.ref},
+                   {"sentences", text.src.size()}, {"beam", cmd.translator.search.beam_size},
+                   {"bleu", bleu.score}, {"bleu_signature", bleu.signature}, {"bleu_detail", bleu.to_string()},
+                   {"chrf", chrf.score}, {"chrf_signature", chrf.signature}, {"ppl", ppl},
+                   {"translate_seconds", seconds}, {"sentences_per_second", text.src.size() / std::max(seconds, 1e-9)},
+                   {"buckets", buckets}};
+  if (cmd.json) {
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << bleu.to_string() << "  " << bleu.signature << "\n";
+  std::cout << "chrF2 = " << std::fixed << std::setprecision(2) << chrf.score << "  " << chrf.signature << "\n";
+  std::cout << "reference perplexity = " << ppl << "\n";
+  std::cout << "translated " << text.src.size() << " sentences in " << seconds << " s ("
+            << text.src.size() / std::max(seconds, 1e-9) << " sentences/s, beam " << cmd.translator.search.beam_size
+            << ")\n\nBLEU by source length (tokens):\n";
+  for (const auto& b : buckets) {
+    std::cout << "  " << std::setw(6) << b["label"].get<std::string>() << "  " << std::setw(5)
+              << b["sentences"].get<int64_t>() << " sentences  BLEU ";
+    if (b["bleu"].is_null()) std::cout << "  -\n";
+    else std::cout << std::setw(6) << b["bleu"].get<double>() << "\n";
+  }
+  return 0;
+}
+
+}  // namespace s2s

@@ -1,0 +1,72 @@
+// `s2s translate` and `s2s evaluate`: a checkpoint, text in, translations (and attention) out.
+#pragma once
+#include <istream>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "checkpoint.h"
+#include "search.h"
+
+namespace s2s {
+
+struct Translation {
+  std::string source;
+  std::vector<std::string> source_tokens;  // as tokenised (unknown words kept as written)
+  struct Output {
+    std::string text;                         // detokenised
+    std::vector<std::string> tokens;
+    double score = 0;
+    std::vector<std::vector<float>> attention;  // [tokens + 1 (</s>)][source_tokens + 1 (</s>)]
+  };
+  std::vector<Output> outputs;  // n-best, best first; empty for an empty input line
+  nlohmann::json to_json() const;
+};
+
+struct TranslatorOptions {
+  SearchOptions search;
+  int64_t batch_size = 32;
+  bool unk_replace = false;  // replace <unk> by the source token with the highest attention weight
+};
+
+class Translator {
+ public:
+  Translator(LoadedModel model, torch::Device device, TranslatorOptions options);
+  // Input order is kept; empty lines give empty translations.
+  std::vector<Translation> translate(const std::vector<std::string>& lines);
+  LoadedModel& loaded() { return model_; }
+  const torch::Device& device() const { return device_; }
+
+ private:
+  LoadedModel model_;
+  torch::Device device_;
+  TranslatorOptions options_;
+};
+
+struct TranslateCommand {
+  std::string checkpoint;
+  std::vector<std::string> sentences;  // if empty: read --input or stdin
+  std::string input, output;
+  std::string format = "text";         // "text" | "json"
+  std::string attention_svg_dir;
+  bool show_attention = false;
+  std::string device = "auto";
+  int64_t threads = 0;
+  TranslatorOptions translator;
+};
+int run_translate(const TranslateCommand& cmd);
+
+struct EvaluateCommand {
+  std::string checkpoint, src, ref;
+  bool json = false;
+  std::string device = "auto";
+  int64_t threads = 0;
+  std::vector<int64_t> bucket_bounds{10, 20, 30, 40};  // upper bounds; the last bucket is open
+  TranslatorOptions translator;
+};
+int run_evaluate(const EvaluateCommand& cmd);
+
+}  // namespace s2s
