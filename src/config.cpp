@@ -89,15 +89,20 @@ class JsonWriter {
 
 class ReferenceWriter {
  public:
-  ReferenceWriter(std::ostringstream& out, std::string section) : out_(out), section_(std::move(section)) {}
+  ReferenceWriter(std::ostringstream& out, std::string section, bool markdown)
+      : out_(out), section_(std::move(section)), markdown_(markdown) {}
   template <class T>
   void operator()(const char* key, const T& field, const char* doc) {
-    out_ << "  " << section_ << "." << key << " = " << json(field).dump() << "\n      " << doc << "\n";
+    if (markdown_)
+      out_ << "| `" << section_ << "." << key << "` | `" << json(field).dump() << "` | " << doc << " |\n";
+    else
+      out_ << "  " << section_ << "." << key << " = " << json(field).dump() << "\n      " << doc << "\n";
   }
 
  private:
   std::ostringstream& out_;
   std::string section_;
+  bool markdown_;
 };
 
 template <class Section>
@@ -172,6 +177,8 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   } catch (const json::parse_error& e) {
     throw Error(path + ": not valid JSON: " + e.what());
   }
+  // Checked here as well as in config_from_json: apply_override would fail on a non-object first.
+  if (!root.is_object()) throw Error(path + ": the config must be a JSON object");
   for (const auto& o : overrides) apply_override(root, o);
   return config_from_json(root, path);
 }
@@ -234,14 +241,19 @@ void validate_config(const Config& c, const std::string& origin) {
   check(!c.output_dir.empty(), origin, "output_dir", "must not be empty");
 }
 
-std::string config_reference() {
+std::string config_reference(bool markdown) {
   Config c;
   std::ostringstream out;
-  ReferenceWriter rd(out, "data"), rm(out, "model"), rt(out, "training");
+  if (markdown) out << "| key | default | meaning |\n|---|---|---|\n";
+  ReferenceWriter rd(out, "data", markdown), rm(out, "model", markdown), rt(out, "training", markdown);
   c.data.visit(rd);
   c.model.visit(rm);
   c.training.visit(rt);
-  out << "  output_dir = " << nlohmann::json(c.output_dir).dump() << "\n      folder for checkpoints, logs and metrics\n";
+  const char* doc = "folder for checkpoints, logs and metrics";
+  if (markdown)
+    out << "| `output_dir` | `" << nlohmann::json(c.output_dir).dump() << "` | " << doc << " |\n";
+  else
+    out << "  output_dir = " << nlohmann::json(c.output_dir).dump() << "\n      " << doc << "\n";
   return out.str();
 }
 

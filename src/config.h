@@ -134,7 +134,7 @@ Config config_from_json(const nlohmann::json& j, const std::string& origin);
 nlohmann::json config_to_json(const Config& c);
 // Checks values (sizes positive, names known); throws s2s::Error naming origin and key.
 void validate_config(const Config& c, const std::string& origin);
-// The documentation of every key with its default, for --help and the README.
-std::string config_reference();
+// The documentation of every key with its default (`s2s config`; a Markdown table for the README).
+std::string config_reference(bool markdown = false);
 
 }  // namespace s2s

@@ -88,7 +88,9 @@ int main(int argc, char** argv) {
   info_cmd->add_option("--checkpoint,-c", info_ckpt, "checkpoint file")->required();
   info_cmd->add_flag("--json", info_json, "print JSON");
 
+  bool config_markdown = false;
   auto* config_cmd = app.add_subcommand("config", "print every config key with its default and meaning");
+  config_cmd->add_flag("--markdown", config_markdown, "as a Markdown table");
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -99,7 +101,7 @@ int main(int argc, char** argv) {
     if (*chrf_cmd) return s2s::run_chrf(chrf);
     if (*info_cmd) return s2s::run_info(info_ckpt, info_json);
     if (*config_cmd) {
-      std::cout << s2s::config_reference();
+      std::cout << s2s::config_reference(config_markdown);
       return 0;
     }
   } catch (const s2s::Error& e) {

@@ -241,6 +241,12 @@ int train(const TrainOptions& options) {
     spdlog::info("[train] checkpoint {} ({})", step_path.string(), reason);
   };
 
+  if ((t.max_steps > 0 && state.step >= t.max_steps) || state.epoch >= t.epochs) {
+    spdlog::info("[train] the run is already complete at step {} (training.max_steps {}, training.epochs {}); "
+                 "raise them to train further",
+                 state.step, t.max_steps, t.epochs);
+    return 0;
+  }
   BatchingOptions batching{t.batch_size, t.batch_type, static_cast<uint64_t>(t.seed)};
   const double elapsed_before = state.elapsed_seconds;
   const auto t_loop = Clock::now();
