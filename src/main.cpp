@@ -24,6 +24,8 @@ void add_search_options(CLI::App* cmd, s2s::TranslatorOptions& o) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--max-length-extra", o.search.max_length_extra, "see --max-length-ratio")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-length", o.search.max_length, "hard cap on output tokens")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--batch-size", o.batch_size, "sentences translated together")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->add_flag("--unk-replace", o.unk_replace, "replace <unk> by the source word with the highest attention weight");
 }
@@ -32,6 +34,7 @@ void add_search_options(CLI::App* cmd, s2s::TranslatorOptions& o) {
 
 int main(int argc, char** argv) {
   s2s::select_openblas_kernels(argv);
+  s2s::tune_allocator();
   s2s::setup_logging();
   CLI::App app{"s2s: attention-based neural machine translation (Simple RNN encoder-decoder with Bahdanau or QKV "
                "attention)"};

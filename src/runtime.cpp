@@ -1,6 +1,7 @@
 #include "runtime.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 
 #include <cstdlib>
 #include <thread>
@@ -25,6 +26,11 @@ void select_openblas_kernels(char** argv) {
   setenv("S2S_OPENBLAS_CHECKED", "1", 1);  // never loop
   execv("/proc/self/exe", argv);
   // execv only returns on failure: carry on with the slow kernels.
+}
+
+void tune_allocator() {
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
 }
 
 std::string blas_description() {

@@ -12,6 +12,9 @@ namespace s2s {
 // AVX-512 or AVX2 this sets OPENBLAS_CORETYPE and re-executes the program once. A user's own
 // OPENBLAS_CORETYPE is always respected. Call first thing in main().
 void select_openblas_kernels(char** argv);
+// Keeps freed tensor memory in the process instead of returning it to the kernel after every
+// step (glibc hands blocks over 128 KiB back with munmap, and the next step faults them in again).
+void tune_allocator();
 // Which BLAS libtorch's matrix products go through ("OpenBLAS 0.3.21 ...", "reference BLAS (slow)", ...).
 std::string blas_description();
 // Sets LibTorch's intra-op threads (0 = all cores) and limits OpenBLAS's own pool to one thread so the

@@ -75,8 +75,9 @@ std::vector<std::vector<Hypothesis>> search(Seq2Seq& model, const Batch& batch, 
   int64_t longest = 1;
   for (int64_t b = 0; b < B; ++b) {
     src_len[b] = lengths[b].item<int64_t>();
-    max_len[b] = std::max<int64_t>(1, static_cast<int64_t>(options.max_length_ratio * static_cast<double>(src_len[b])) +
-                                          options.max_length_extra);
+    const auto limit = static_cast<int64_t>(options.max_length_ratio * static_cast<double>(src_len[b])) +
+                       options.max_length_extra;
+    max_len[b] = std::clamp<int64_t>(limit, 1, std::max<int64_t>(1, options.max_length));
     longest = std::max(longest, max_len[b]);
   }
 

@@ -15,6 +15,7 @@ struct SearchOptions {
   double length_penalty = 1.0;  // beam: score / len^penalty (0 = raw log-probability)
   double max_length_ratio = 2.0;  // output at most ratio * source length + max_length_extra tokens
   int64_t max_length_extra = 10;
+  int64_t max_length = 512;       // hard cap on output tokens, whatever the source length
 };
 
 struct Hypothesis {

@@ -154,6 +154,16 @@ void check_resume_compatible(const Config& now, const Config& saved, const std::
                    it.value().dump());
 }
 
+// A run killed while writing a checkpoint leaves its temporary file behind (never a damaged .pt).
+void remove_stale_temporaries(const fs::path& dir) {
+  static const std::regex pattern("\\..*\\.pt\\.tmp-\\d+");
+  for (const auto& e : fs::directory_iterator(dir))
+    if (std::regex_match(e.path().filename().string(), pattern)) {
+      spdlog::info("[train] removing {} left by an interrupted checkpoint write", e.path().string());
+      fs::remove(e.path());
+    }
+}
+
 }  // namespace
 
 std::string find_resume_checkpoint(const std::string& output_dir) {
@@ -183,6 +193,7 @@ int train(const TrainOptions& options) {
   Config config = load_config(options.config_path, options.overrides);
   const fs::path out_dir(config.output_dir);
   fs::create_directories(out_dir);
+  remove_stale_temporaries(out_dir);
   auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((out_dir / "train.log").string());
   file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
   spdlog::default_logger()->sinks().push_back(file_sink);

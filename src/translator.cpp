@@ -22,7 +22,10 @@ namespace fs = std::filesystem;
 
 nlohmann::json Translation::to_json() const {
   auto one = [&](const Output& o) {
-    return nlohmann::json{{"output", o.text}, {"output_tokens", o.tokens}, {"score", o.score}, {"attention", o.attention}};
+    // One row per output token; the row of the final </s> prediction is left out.
+    auto rows = o.attention;
+    rows.resize(std::min(rows.size(), o.tokens.size()));
+    return nlohmann::json{{"output", o.text}, {"output_tokens", o.tokens}, {"score", o.score}, {"attention", rows}};
   };
   nlohmann::json j{{"source", source}, {"source_tokens", source_tokens}};
   if (outputs.empty()) {
