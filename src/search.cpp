@@ -50,7 +50,7 @@ Hypothesis trace_back(const std::vector<StepRecord>& history, const Finished& f,
     const auto& rec = history[t];
     tokens.push_back(rec.token[slot]);
     if (rec.weights.defined()) {
-      auto row = rec.weights[slot];
+      auto row = rec.weights[rec.parent[slot]];  // weights were computed before the reordering
       rows.emplace_back(row.data_ptr<float>(), row.data_ptr<float>() + src_len);
     }
     slot = rec.parent[slot];
