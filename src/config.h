@@ -97,7 +97,7 @@ struct TrainingConfig {
 
   template <class V>
   void visit(V& v) {
-    v("batch_size", batch_size, "sentences (or target tokens) per batch");
+    v("batch_size", batch_size, "sentences per batch, or with batch_type tokens: sentences x padded length of the longer side");
     v("batch_type", batch_type, "\"sentences\" or \"tokens\"");
     v("optimizer", optimizer, "\"adam\" or \"sgd\"");
     v("learning_rate", learning_rate, "learning rate");

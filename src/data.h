@@ -70,7 +70,7 @@ Batch make_source_batch(const std::vector<std::vector<int64_t>>& sources);
 
 struct BatchingOptions {
   int64_t batch_size = 64;
-  std::string batch_type = "sentences";  // or "tokens" (source + target tokens incl. padding)
+  std::string batch_type = "sentences";  // or "tokens": sentences x the longer side's padded length
   uint64_t seed = 1;
 };
 

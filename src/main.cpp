@@ -33,7 +33,10 @@ void add_search_options(CLI::App* cmd, s2s::TranslatorOptions& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  s2s::select_openblas_kernels(argv);
+  // Only the commands that multiply matrices pay for the re-execution that picks OpenBLAS kernels.
+  if (argc > 1 && (std::string(argv[1]) == "train" || std::string(argv[1]) == "translate" ||
+                   std::string(argv[1]) == "evaluate"))
+    s2s::select_openblas_kernels(argv);
   s2s::tune_allocator();
   s2s::setup_logging();
   CLI::App app{"s2s: attention-based neural machine translation (Simple RNN encoder-decoder with Bahdanau or QKV "

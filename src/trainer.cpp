@@ -174,7 +174,8 @@ std::string find_resume_checkpoint(const std::string& output_dir) {
   std::vector<fs::path> steps;
   for (const auto& e : fs::directory_iterator(dir))
     if (std::regex_match(e.path().filename().string(), std::regex("step-\\d+\\.pt"))) steps.push_back(e.path());
-  std::sort(steps.rbegin(), steps.rend());
+  auto step_of = [](const fs::path& p) { return std::stoll(p.filename().string().substr(5)); };  // "step-N.pt"
+  std::sort(steps.begin(), steps.end(), [&](const auto& a, const auto& b) { return step_of(a) > step_of(b); });
   candidates.insert(candidates.end(), steps.begin(), steps.end());
   // last.pt is written after the step file, so it is the newest; fall back when it does not load.
   for (const auto& c : candidates) {
@@ -197,6 +198,7 @@ int train(const TrainOptions& options) {
   auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((out_dir / "train.log").string());
   file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
   spdlog::default_logger()->sinks().push_back(file_sink);
+  spdlog::default_logger()->flush_on(spdlog::level::info);  // train.log current for `tail -f` and after a kill
 
   std::string resume_path = options.resume;
   if (resume_path == "auto") {

@@ -1,0 +1,545 @@
+// Tests of the `s2s` program itself (S2S_BINARY), run as a child process on tiny corpora and models:
+// help and errors of the command line, training, translation, evaluation, checkpoint inspection,
+// exact resume and interruption by SIGINT.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "checkpoint.h"
+#include "test_util.h"
+
+namespace s2s {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using s2s::testing::contains;
+using s2s::testing::read_file;
+using s2s::testing::RunResult;
+using s2s::testing::run_s2s;
+using s2s::testing::run_s2s_with_input;
+using s2s::testing::split_lines;
+using s2s::testing::TempDir;
+using s2s::testing::write_file;
+
+// ---------------------------------------------------------------------------------------------
+// A tiny corpus and config
+// ---------------------------------------------------------------------------------------------
+
+const std::vector<std::string> kSourceWords = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"};
+
+// Pairs of 3-8 tokens: the target spells each source word as "x" + word, in the same order.
+void write_corpus(const std::string& src_path, const std::string& tgt_path, int pairs, uint32_t seed) {
+  uint32_t state = seed;
+  auto next = [&] {
+    state = state * 1664525u + 1013904223u;
+    return state >> 8;
+  };
+  std::ostringstream src, tgt;
+  for (int i = 0; i < pairs; ++i) {
+    const int n = 3 + static_cast<int>(next() % 6);
+    for (int k = 0; k < n; ++k) {
+      const auto& w = kSourceWords[next() % kSourceWords.size()];
+      src << (k ? " " : "") << w;
+      tgt << (k ? " " : "") << "x" << w;
+    }
+    src << "\n";
+    tgt << "\n";
+  }
+  write_file(src_path, src.str());
+  write_file(tgt_path, tgt.str());
+}
+
+struct Corpus {
+  std::string train_src, train_tgt, valid_src, valid_tgt;
+};
+
+Corpus make_corpus(const TempDir& dir) {
+  Corpus c{dir.file("train.src"), dir.file("train.tgt"), dir.file("valid.src"), dir.file("valid.tgt")};
+  write_corpus(c.train_src, c.train_tgt, 40, 1);
+  write_corpus(c.valid_src, c.valid_tgt, 8, 2);
+  return c;
+}
+
+// 40 pairs in batches of 8: 5 batches an epoch, so 6 steps end in the middle of the second epoch.
+json tiny_config(const Corpus& c, const std::string& output_dir) {
+  return json{{"data",
+               {{"train_src", c.train_src},
+                {"train_tgt", c.train_tgt},
+                {"valid_src", c.valid_src},
+                {"valid_tgt", c.valid_tgt}}},
+              {"model", {{"embedding_size", 8}, {"hidden_size", 16}, {"attention", "bahdanau"}, {"dropout", 0.1}}},
+              {"training",
+               {{"batch_size", 8},
+                {"learning_rate", 0.01},
+                {"max_steps", 12},
+                {"epochs", 100},
+                {"seed", 3},
+                {"threads", 1},
+                {"device", "cpu"},
+                {"log_every", 1},
+                {"valid_every", 1000},
+                {"checkpoint_every", 6},
+                {"keep_checkpoints", 5}}},
+              {"output_dir", output_dir}};
+}
+
+std::string write_config(const TempDir& dir, const json& config, const std::string& name = "config.json") {
+  const auto path = dir.file(name);
+  write_file(path, config.dump(2));
+  return path;
+}
+
+RunResult run_train(const std::string& config_path, const std::string& scratch, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"train", "--config", config_path, "--set", "training.threads=1"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return run_s2s(args, scratch);
+}
+
+// Every parameter of a checkpoint, by name, on the CPU.
+std::vector<std::pair<std::string, torch::Tensor>> checkpoint_parameters(const std::string& path) {
+  const auto ckpt = read_checkpoint(path);
+  auto model = restore_model(ckpt, torch::kCPU);
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& p : model->named_parameters()) out.emplace_back(p.key(), p.value().detach().clone());
+  return out;
+}
+
+std::vector<std::string> words(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<std::string> out;
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+std::string join(const std::vector<std::string>& tokens) {
+  std::string out;
+  for (const auto& t : tokens) out += (out.empty() ? "" : " ") + t;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command line without a model
+// ---------------------------------------------------------------------------------------------
+
+TEST(Cli, HelpAndVersion) {
+  TempDir dir;
+  const auto top = run_s2s({"--help"}, dir.path());
+  ASSERT_EQ(top.code(), 0) << top.describe();
+  for (const char* word : {"train", "translate", "evaluate", "info", "bleu", "--version"})
+    EXPECT_TRUE(contains(top.out, word)) << word << "\n" << top.describe();
+
+  const auto tr = run_s2s({"train", "--help"}, dir.path());
+  ASSERT_EQ(tr.code(), 0) << tr.describe();
+  for (const char* word : {"--config", "--set", "--resume", "--init-from"})
+    EXPECT_TRUE(contains(tr.out, word)) << word << "\n" << tr.describe();
+
+  const auto tl = run_s2s({"translate", "--help"}, dir.path());
+  ASSERT_EQ(tl.code(), 0) << tl.describe();
+  for (const char* word : {"--checkpoint", "--beam", "--format", "--input", "--n-best"})
+    EXPECT_TRUE(contains(tl.out, word)) << word << "\n" << tl.describe();
+
+  const auto version = run_s2s({"--version"}, dir.path());
+  ASSERT_EQ(version.code(), 0) << version.describe();
+  EXPECT_TRUE(contains(version.out, S2S_VERSION)) << version.describe();
+}
+
+TEST(Cli, BadCommandLinesFail) {
+  TempDir dir;
+  const auto flag = run_s2s({"translate", "--checkpoint", "x.pt", "--no-such-flag"}, dir.path());
+  EXPECT_TRUE(flag.finished);
+  EXPECT_NE(flag.code(), 0) << flag.describe();
+  EXPECT_TRUE(contains(flag.out + flag.err, "--no-such-flag")) << flag.describe();
+
+  const auto sub = run_s2s({"frobnicate"}, dir.path());
+  EXPECT_TRUE(sub.finished);
+  EXPECT_NE(sub.code(), 0) << sub.describe();
+
+  const auto none = run_s2s({}, dir.path());
+  EXPECT_NE(none.code(), 0) << none.describe();
+
+  const auto no_ckpt = run_s2s({"translate", "hello"}, dir.path());
+  EXPECT_TRUE(no_ckpt.finished);
+  EXPECT_NE(no_ckpt.code(), 0) << no_ckpt.describe();
+  EXPECT_TRUE(contains(no_ckpt.out + no_ckpt.err, "--checkpoint")) << no_ckpt.describe();
+
+  const auto missing_ckpt = run_s2s({"translate", "-c", dir.file("nope.pt"), "--device", "cpu", "hello"}, dir.path());
+  EXPECT_NE(missing_ckpt.code(), 0) << missing_ckpt.describe();
+  EXPECT_TRUE(contains(missing_ckpt.err, dir.file("nope.pt"))) << missing_ckpt.describe();
+}
+
+TEST(Cli, TrainRejectsUnknownConfigKey) {
+  TempDir dir;
+  const auto corpus = make_corpus(dir);
+  auto config = tiny_config(corpus, dir.file("run"));
+  config["model"]["hiden_size"] = 16;
+  const auto path = write_config(dir, config, "typo.json");
+  const auto r = run_train(path, dir.path());
+  EXPECT_TRUE(r.finished);
+  EXPECT_NE(r.code(), 0) << r.describe();
+  EXPECT_TRUE(contains(r.err, "hiden_size")) << r.describe();
+  EXPECT_TRUE(contains(r.err, path)) << r.describe();
+  EXPECT_FALSE(fs::exists(dir.file("run/last.pt")));
+
+  // The same through --set, type-checked.
+  const auto good = write_config(dir, tiny_config(corpus, dir.file("run")), "good.json");
+  const auto bad_set = run_train(good, dir.path(), {"--set", "model.hidden_size=big"});
+  EXPECT_NE(bad_set.code(), 0) << bad_set.describe();
+  EXPECT_TRUE(contains(bad_set.err, "model.hidden_size")) << bad_set.describe();
+  EXPECT_FALSE(fs::exists(dir.file("run/last.pt")));
+}
+
+TEST(Cli, TrainMissingTrainingFileNamesThePath) {
+  TempDir dir;
+  auto corpus = make_corpus(dir);
+  corpus.train_src = dir.file("no-such-train.src");
+  const auto path = write_config(dir, tiny_config(corpus, dir.file("run")));
+  const auto r = run_train(path, dir.path());
+  EXPECT_TRUE(r.finished);
+  EXPECT_NE(r.code(), 0) << r.describe();
+  EXPECT_TRUE(contains(r.err, corpus.train_src)) << r.describe();
+  EXPECT_FALSE(fs::exists(dir.file("run/last.pt")));
+}
+
+TEST(Cli, ResumeAutoWithoutCheckpointStartsFresh) {
+  TempDir dir;
+  const auto corpus = make_corpus(dir);
+  auto config = tiny_config(corpus, dir.file("fresh"));
+  config["training"]["max_steps"] = 3;
+  const auto path = write_config(dir, config);
+  const auto r = run_train(path, dir.path(), {"--resume", "auto"});
+  ASSERT_EQ(r.code(), 0) << r.describe();
+  EXPECT_TRUE(contains(r.err, "starting fresh")) << r.describe();
+  const auto ckpt = read_checkpoint(dir.file("fresh/last.pt"));
+  EXPECT_EQ(ckpt.state.step, 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One trained model shared by the translate / info / evaluate / checkpoint tests
+// ---------------------------------------------------------------------------------------------
+
+class CliTrained : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    corpus_ = new Corpus(make_corpus(*dir_));
+    const auto path = write_config(*dir_, tiny_config(*corpus_, dir_->file("run")));
+    train_result_ = new RunResult(run_train(path, dir_->path()));
+  }
+  static void TearDownTestSuite() {
+    delete train_result_;
+    delete corpus_;
+    delete dir_;
+    train_result_ = nullptr;
+    corpus_ = nullptr;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_EQ(train_result_->code(), 0) << train_result_->describe();
+    ASSERT_TRUE(fs::exists(checkpoint())) << train_result_->describe();
+  }
+
+  static std::string checkpoint() { return dir_->file("run/last.pt"); }
+  static const std::string& scratch() { return dir_->path(); }
+  static RunResult translate(std::vector<std::string> args, const std::string* input = nullptr) {
+    std::vector<std::string> all = {"translate", "-c", checkpoint(), "--device", "cpu", "--threads", "1"};
+    all.insert(all.end(), args.begin(), args.end());
+    return input ? run_s2s_with_input(all, scratch(), *input) : run_s2s(all, scratch());
+  }
+  // Output words of the trained model come from the target vocabulary ("x" + word) or are <unk>.
+  static void expect_target_words(const std::string& line) {
+    for (const auto& w : words(line)) EXPECT_TRUE(w[0] == 'x' || w == "<unk>") << "\"" << w << "\" in: " << line;
+  }
+
+  static TempDir* dir_;
+  static Corpus* corpus_;
+  static RunResult* train_result_;
+};
+
+TempDir* CliTrained::dir_ = nullptr;
+Corpus* CliTrained::corpus_ = nullptr;
+RunResult* CliTrained::train_result_ = nullptr;
+
+TEST_F(CliTrained, TrainingWroteCheckpointsAndLogs) {
+  const auto run = dir_->file("run");
+  EXPECT_TRUE(fs::exists(run + "/step-0000006.pt"));
+  EXPECT_TRUE(fs::exists(run + "/step-0000012.pt"));
+  EXPECT_TRUE(fs::exists(run + "/best.pt"));  // validation at max_steps
+  EXPECT_TRUE(fs::exists(run + "/config.json"));
+  EXPECT_TRUE(contains(read_file(run + "/train.log"), "[train] step 12 "));
+  // One metrics line per logged step, and the final validation.
+  int train_lines = 0, valid_lines = 0;
+  for (const auto& line : split_lines(read_file(run + "/metrics.jsonl"))) {
+    const auto j = json::parse(line);
+    train_lines += j.at("type") == "train";
+    valid_lines += j.at("type") == "valid";
+  }
+  EXPECT_EQ(train_lines, 12);
+  EXPECT_EQ(valid_lines, 1);
+  const auto ckpt = read_checkpoint(checkpoint());
+  EXPECT_EQ(ckpt.state.step, 12);
+  EXPECT_EQ(ckpt.config.model.hidden_size, 16);
+  EXPECT_EQ(ckpt.config.training.threads, 1);  // the --set override is what was trained with
+}
+
+TEST_F(CliTrained, TranslateArgumentPrintsOneLine) {
+  const auto r = translate({"a b c d"});
+  ASSERT_EQ(r.code(), 0) << r.describe();
+  const auto lines = split_lines(r.out);
+  ASSERT_EQ(lines.size(), 1u) << r.describe();
+  EXPECT_EQ(r.out.back(), '\n');
+  expect_target_words(lines[0]);
+  // Several arguments: one line each, in order; the same sentence gives the same translation.
+  const auto two = translate({"a b c d", "e f g"});
+  ASSERT_EQ(two.code(), 0) << two.describe();
+  const auto two_lines = split_lines(two.out);
+  ASSERT_EQ(two_lines.size(), 2u) << two.describe();
+  EXPECT_EQ(two_lines[0], lines[0]);
+}
+
+TEST_F(CliTrained, TranslateStdinKeepsLinesAndEmptyLines) {
+  const std::string input = "a b c\n\nd e f g h\n";
+  const auto r = translate({}, &input);
+  ASSERT_EQ(r.code(), 0) << r.describe();
+  const auto lines = split_lines(r.out);
+  ASSERT_EQ(lines.size(), 3u) << r.describe();
+  EXPECT_EQ(lines[1], "");
+  for (const auto& l : lines) expect_target_words(l);
+  // The same as translating the sentences as arguments.
+  const auto args = translate({"a b c", "d e f g h"});
+  ASSERT_EQ(args.code(), 0) << args.describe();
+  EXPECT_EQ(split_lines(args.out), (std::vector<std::string>{lines[0], lines[2]}));
+}
+
+TEST_F(CliTrained, TranslateJsonLines) {
+  const std::string input = "a b c\n\nd e zzz\n";
+  const auto r = translate({"--format", "json"}, &input);
+  ASSERT_EQ(r.code(), 0) << r.describe();
+  const auto lines = split_lines(r.out);
+  ASSERT_EQ(lines.size(), 3u) << r.describe();
+  const std::vector<std::string> sources = {"a b c", "", "d e zzz"};
+  for (size_t i = 0; i < lines.size(); ++i) {
+    json j;
+    ASSERT_NO_THROW(j = json::parse(lines[i])) << lines[i];
+    for (const char* key : {"source", "source_tokens", "output", "output_tokens", "score", "attention"})
+      ASSERT_TRUE(j.contains(key)) << key << " missing in " << lines[i];
+    EXPECT_EQ(j["source"], sources[i]);
+    EXPECT_EQ(j["source_tokens"].get<std::vector<std::string>>(), words(sources[i]));
+    const auto out_tokens = j["output_tokens"].get<std::vector<std::string>>();
+    EXPECT_EQ(j["output"].get<std::string>(), join(out_tokens));  // word tokenizer: tokens joined by spaces
+    EXPECT_TRUE(j["score"].is_number());
+    const auto& att = j["attention"];
+    ASSERT_TRUE(att.is_array());
+    if (sources[i].empty()) {
+      EXPECT_TRUE(out_tokens.empty());
+      EXPECT_TRUE(att.empty());
+      continue;
+    }
+    EXPECT_LE(j["score"].get<double>(), 0.0);  // a log-probability
+    // One row per output token, one column per source token + </s>; each row is a distribution.
+    EXPECT_EQ(att.size(), out_tokens.size()) << lines[i];
+    for (const auto& row : att) {
+      ASSERT_EQ(row.size(), words(sources[i]).size() + 1) << lines[i];
+      double sum = 0;
+      for (const auto& w : row) sum += w.get<double>();
+      EXPECT_NEAR(sum, 1.0, 1e-4) << lines[i];
+    }
+  }
+}
+
+TEST_F(CliTrained, InfoJson) {
+  const auto r = run_s2s({"info", "--checkpoint", checkpoint(), "--json"}, scratch());
+  ASSERT_EQ(r.code(), 0) << r.describe();
+  json j;
+  ASSERT_NO_THROW(j = json::parse(r.out)) << r.describe();
+  ASSERT_TRUE(j.contains("parameter_count")) << r.out;
+  const auto count = j["parameter_count"].get<int64_t>();
+  EXPECT_GT(count, 0);
+  // The count is the sum over the listed parameter shapes.
+  int64_t sum = 0;
+  for (const auto& p : j.at("parameters")) {
+    int64_t n = 1;
+    for (const auto& d : p.at("shape")) n *= d.get<int64_t>();
+    sum += n;
+  }
+  EXPECT_EQ(sum, count);
+  EXPECT_EQ(j.at("step"), 12);
+  EXPECT_EQ(j.at("config").at("model").at("hidden_size"), 16);
+  EXPECT_GT(j.at("tgt_vocab_size").get<int64_t>(), 4);
+}
+
+TEST_F(CliTrained, EvaluateJson) {
+  const auto r = run_s2s({"evaluate", "-c", checkpoint(), "--src", corpus_->valid_src, "--ref", corpus_->valid_tgt,
+                          "--json", "--device", "cpu", "--threads", "1"},
+                         scratch());
+  ASSERT_EQ(r.code(), 0) << r.describe();
+  json j;
+  ASSERT_NO_THROW(j = json::parse(r.out)) << r.describe();
+  for (const char* key : {"bleu", "chrf", "buckets"}) ASSERT_TRUE(j.contains(key)) << key << " missing: " << r.out;
+  EXPECT_GE(j["bleu"].get<double>(), 0.0);
+  EXPECT_LE(j["bleu"].get<double>(), 100.0);
+  EXPECT_GE(j["chrf"].get<double>(), 0.0);
+  EXPECT_LE(j["chrf"].get<double>(), 100.0);
+  ASSERT_TRUE(j["buckets"].is_array());
+  EXPECT_EQ(j["buckets"].size(), 5u);  // default bounds 10, 20, 30, 40 and an open bucket
+  int64_t sentences = 0;
+  for (const auto& b : j["buckets"]) sentences += b.at("sentences").get<int64_t>();
+  EXPECT_EQ(sentences, 8);  // every validation sentence (3-8 tokens) in exactly one bucket
+  EXPECT_EQ(j["buckets"][0].at("sentences"), 8);
+  EXPECT_EQ(j.at("sentences"), 8);
+}
+
+TEST_F(CliTrained, TruncatedCheckpointIsAnErrorNamingThePath) {
+  const auto bytes = read_file(checkpoint());
+  ASSERT_GT(bytes.size(), 1000u);
+  const auto truncated = dir_->file("truncated.pt");
+  write_file(truncated, bytes.substr(0, bytes.size() / 2));
+  const auto r = run_s2s({"translate", "-c", truncated, "--device", "cpu", "a b c"}, scratch());
+  EXPECT_TRUE(r.finished);
+  EXPECT_NE(r.code(), 0) << r.describe();
+  EXPECT_TRUE(contains(r.err, truncated)) << r.describe();
+  EXPECT_TRUE(r.out.empty()) << r.describe();
+
+  const auto tiny = dir_->file("tiny.pt");
+  write_file(tiny, bytes.substr(0, 100));
+  const auto info = run_s2s({"info", "-c", tiny}, scratch());
+  EXPECT_NE(info.code(), 0) << info.describe();
+  EXPECT_TRUE(contains(info.err, tiny)) << info.describe();
+
+  // A text file is not a checkpoint either.
+  const auto text = dir_->file("text.pt");
+  write_file(text, "hello\n");
+  const auto t = run_s2s({"translate", "-c", text, "--device", "cpu", "a b c"}, scratch());
+  EXPECT_NE(t.code(), 0) << t.describe();
+  EXPECT_TRUE(contains(t.err, text)) << t.describe();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact resume and interruption
+// ---------------------------------------------------------------------------------------------
+
+TEST(Cli, ResumeIsExact) {
+  constexpr int kN = 6;
+  TempDir dir;
+  const auto corpus = make_corpus(dir);
+
+  // Run A: 2N steps in one go (checkpoint at N and 2N).
+  auto config_a = tiny_config(corpus, dir.file("a"));
+  config_a["training"]["max_steps"] = 2 * kN;
+  config_a["training"]["checkpoint_every"] = kN;
+  const auto a = run_train(write_config(dir, config_a, "a.json"), dir.path());
+  ASSERT_EQ(a.code(), 0) << a.describe();
+
+  // Run B: N steps, then resumed up to 2N.
+  auto config_b = tiny_config(corpus, dir.file("b"));
+  config_b["training"]["max_steps"] = kN;
+  config_b["training"]["checkpoint_every"] = kN;
+  const auto b_path = write_config(dir, config_b, "b.json");
+  const auto b1 = run_train(b_path, dir.path());
+  ASSERT_EQ(b1.code(), 0) << b1.describe();
+  const auto mid = read_checkpoint(dir.file("b/last.pt"));
+  ASSERT_EQ(mid.state.step, kN);
+  ASSERT_EQ(mid.state.epoch, 1);           // the middle of the second epoch
+  ASSERT_EQ(mid.state.batch_in_epoch, 1);
+  const auto b2 = run_train(b_path, dir.path(), {"--resume", "auto", "--set", "training.max_steps=" + std::to_string(2 * kN)});
+  ASSERT_EQ(b2.code(), 0) << b2.describe();
+  EXPECT_TRUE(contains(b2.err, "resumed from")) << b2.describe();
+
+  const auto final_a = checkpoint_parameters(dir.file("a/last.pt"));
+  const auto final_b = checkpoint_parameters(dir.file("b/last.pt"));
+  ASSERT_EQ(final_a.size(), final_b.size());
+  ASSERT_FALSE(final_a.empty());
+  for (size_t i = 0; i < final_a.size(); ++i) {
+    EXPECT_EQ(final_a[i].first, final_b[i].first);
+    EXPECT_TRUE(torch::equal(final_a[i].second, final_b[i].second))
+        << final_a[i].first << " differs; max abs difference "
+        << (final_a[i].second - final_b[i].second).abs().max().item<double>();
+  }
+  EXPECT_EQ(read_checkpoint(dir.file("a/last.pt")).state.step, 2 * kN);
+  EXPECT_EQ(read_checkpoint(dir.file("b/last.pt")).state.step, 2 * kN);
+
+  // The comparison means something: the second half of training changed the parameters.
+  const auto half_a = checkpoint_parameters(dir.file("a/step-0000006.pt"));
+  bool changed = false;
+  for (size_t i = 0; i < half_a.size(); ++i) changed |= !torch::equal(half_a[i].second, final_a[i].second);
+  EXPECT_TRUE(changed);
+  // And run B's step-N checkpoint equals run A's.
+  const auto half_b = checkpoint_parameters(dir.file("b/step-0000006.pt"));
+  for (size_t i = 0; i < half_a.size(); ++i)
+    EXPECT_TRUE(torch::equal(half_a[i].second, half_b[i].second)) << half_a[i].first;
+}
+
+TEST(Cli, SigintStopsWithACheckpoint) {
+  TempDir dir;
+  const auto corpus = make_corpus(dir);
+  auto config = tiny_config(corpus, dir.file("long"));
+  config["model"]["embedding_size"] = 32;
+  config["model"]["hidden_size"] = 64;
+  config["training"]["max_steps"] = 1000000;
+  config["training"]["checkpoint_every"] = 1000000;
+  config["training"]["valid_every"] = 1000000;
+  const auto path = write_config(dir, config);
+  const auto out = dir.file("sigint.out"), err = dir.file("sigint.err");
+  const pid_t pid = s2s::testing::spawn_s2s({"train", "--config", path, "--set", "training.threads=1"}, "", out, err);
+
+  // Wait until training has made steps (metrics.jsonl is flushed after every logged step).
+  const auto metrics = dir.file("long/metrics.jsonl");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  bool stepping = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (contains(read_file(metrics), "\"train\"")) {
+      stepping = true;
+      break;
+    }
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) FAIL() << "training ended early:\n" << read_file(err);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!stepping) {
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    FAIL() << "no training step within 60 s:\n" << read_file(err);
+  }
+  // train.log is written as training goes (the step's log line comes before its metrics line), so
+  // that `tail -f` follows it and a killed run keeps its log.
+  EXPECT_TRUE(contains(read_file(dir.file("long/train.log")), "[train] step 1 ")) << read_file(dir.file("long/train.log"));
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(pid, SIGINT), 0);
+  int status = 0;
+  ASSERT_TRUE(s2s::testing::wait_for(pid, 20, &status)) << "no exit within 20 s of SIGINT:\n" << read_file(err);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(seconds, 10.0);
+  ASSERT_TRUE(WIFEXITED(status)) << "ended by a signal instead of exiting:\n" << read_file(err);
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT);  // as trainer.h documents
+  const auto stderr_text = read_file(err);
+  EXPECT_TRUE(contains(stderr_text, "interrupted")) << stderr_text;
+
+  // The checkpoint written on the way out loads, with the step it stopped at.
+  const auto last = dir.file("long/last.pt");
+  ASSERT_TRUE(fs::exists(last)) << stderr_text;
+  CheckpointContents ckpt;
+  ASSERT_NO_THROW(ckpt = read_checkpoint(last));
+  EXPECT_GE(ckpt.state.step, 1);
+  EXPECT_LT(ckpt.state.step, 1000000);
+  EXPECT_NO_THROW(restore_model(ckpt, torch::kCPU));
+  // No temporary files left behind.
+  for (const auto& e : fs::directory_iterator(dir.file("long")))
+    EXPECT_FALSE(contains(e.path().filename().string(), ".tmp")) << e.path();
+}
+
+}  // namespace
+}  // namespace s2s
