@@ -18,7 +18,8 @@ nlohmann::json TrainState::to_json() const {
           {"best_score", std::isinf(best_score) ? nlohmann::json(nullptr) : nlohmann::json(best_score)},
           {"best_step", best_step},
           {"bad_validations", bad_validations},
-          {"elapsed_seconds", elapsed_seconds}};
+          {"elapsed_seconds", elapsed_seconds},
+          {"lr_schedule", lr_schedule}};
 }
 
 TrainState TrainState::from_json(const nlohmann::json& j) {
@@ -30,6 +31,7 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
   s.best_step = j.value("best_step", int64_t{0});
   s.bad_validations = j.at("bad_validations").get<int64_t>();
   s.elapsed_seconds = j.value("elapsed_seconds", 0.0);
+  if (j.contains("lr_schedule")) s.lr_schedule = j.at("lr_schedule");
   return s;
 }
 

@@ -224,6 +224,13 @@ void validate_config(const Config& c, const std::string& origin) {
   check_one_of(t.batch_type, {"sentences", "tokens"}, origin, "training.batch_type");
   check_one_of(t.optimizer, {"adam", "sgd"}, origin, "training.optimizer");
   check(t.learning_rate > 0, origin, "training.learning_rate", "must be positive");
+  check_one_of(t.lr_schedule, {"constant", "rsqrt", "plateau"}, origin, "training.lr_schedule");
+  check(t.warmup_steps >= 0, origin, "training.warmup_steps", "must be 0 (none) or positive");
+  check(t.lr_decay > 0 && t.lr_decay <= 1, origin, "training.lr_decay", "must be in (0, 1]");
+  check(t.lr_patience >= 1, origin, "training.lr_patience", "must be at least 1");
+  check(t.min_learning_rate >= 0, origin, "training.min_learning_rate", "must not be negative");
+  check(t.lr_schedule != "rsqrt" || t.warmup_steps > 0, origin, "training.warmup_steps",
+        "must be positive with lr_schedule \"rsqrt\"");
   check(t.max_steps >= 0, origin, "training.max_steps", "must be 0 (no limit) or positive");
   check(t.epochs >= 1, origin, "training.epochs", "must be at least 1");
   check(t.clip_norm >= 0, origin, "training.clip_norm", "must be 0 (off) or positive");

@@ -80,6 +80,11 @@ struct TrainingConfig {
   std::string batch_type = "sentences";  // "sentences" | "tokens"
   std::string optimizer = "adam";        // "adam" | "sgd"
   double learning_rate = 1e-3;
+  std::string lr_schedule = "constant";  // "constant" | "rsqrt" | "plateau"
+  int64_t warmup_steps = 0;
+  double lr_decay = 0.5;                 // plateau: factor
+  int64_t lr_patience = 2;               // plateau: validations without improvement
+  double min_learning_rate = 1e-5;       // plateau: floor
   double momentum = 0.9;                 // sgd
   int64_t max_steps = 0;                 // 0 = no limit (use epochs)
   int64_t epochs = 10;
@@ -101,6 +106,11 @@ struct TrainingConfig {
     v("batch_type", batch_type, "\"sentences\" or \"tokens\"");
     v("optimizer", optimizer, "\"adam\" or \"sgd\"");
     v("learning_rate", learning_rate, "learning rate");
+    v("lr_schedule", lr_schedule, "\"constant\", \"rsqrt\" (warm-up then inverse square root) or \"plateau\" (reduce when validation BLEU stalls)");
+    v("warmup_steps", warmup_steps, "linear warm-up over this many steps (all schedules); 0 = none");
+    v("lr_decay", lr_decay, "plateau: multiply the rate by this");
+    v("lr_patience", lr_patience, "plateau: after this many validations without improvement");
+    v("min_learning_rate", min_learning_rate, "plateau: never below this");
     v("momentum", momentum, "sgd momentum");
     v("max_steps", max_steps, "stop after this many updates; 0 = use epochs");
     v("epochs", epochs, "stop after this many passes over the data");

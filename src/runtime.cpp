@@ -54,8 +54,10 @@ void configure_threads(int64_t threads, const std::string& tag) {
   using SetThreadsFn = void (*)(int);
   std::string blas_threads = "n/a";
   if (auto fn = reinterpret_cast<SetThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    fn(1);
-    blas_threads = "1";
+    const char* env = std::getenv("S2S_BLAS_THREADS");
+    const int bt = env ? std::atoi(env) : 1;
+    fn(bt);
+    blas_threads = std::to_string(bt);
   }
   const auto blas = blas_description();
   spdlog::info("[{}] threads: {} LibTorch intra-op (of {} cores), BLAS threads per call: {}, BLAS: {}", tag,

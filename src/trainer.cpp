@@ -15,8 +15,10 @@
 #include "config.h"
 #include "data.h"
 #include "error.h"
+#include "lr_schedule.h"
 #include "metrics.h"
 #include "model.h"
+#include "progress.h"
 #include "runtime.h"
 #include "search.h"
 #include "signals.h"
@@ -234,10 +236,11 @@ int train(const TrainOptions& options) {
   model->train();
   auto optimizer = make_optimizer(t, model);
   TrainState state;
+  LrSchedule schedule(t);
   if (resume_ckpt) {
     restore_optimizer(*resume_ckpt, *optimizer);
-    for (auto& group : optimizer->param_groups()) group.options().set_lr(t.learning_rate);
     state = resume_ckpt->state;
+    if (!state.lr_schedule.is_null()) schedule.load_state(state.lr_schedule);
     spdlog::info("[train] resumed from {} at step {} (epoch {}, batch {})", resume_path, state.step, state.epoch + 1,
                  state.batch_in_epoch);
   }
@@ -246,7 +249,9 @@ int train(const TrainOptions& options) {
 
   MetricsLog metrics(out_dir / "metrics.jsonl");
   install_stop_handlers();
+  ProgressLine progress;
   auto save = [&](const std::string& reason) {
+    progress.clear();
     const auto step_path = out_dir / step_file(state.step);
     save_checkpoint(step_path.string(), config, data.codec, model, optimizer.get(), state);
     save_checkpoint((out_dir / "last.pt").string(), config, data.codec, model, optimizer.get(), state);
@@ -273,11 +278,13 @@ int train(const TrainOptions& options) {
     const auto batches = epoch_batches(data.train, batching, state.epoch);
     while (state.batch_in_epoch < static_cast<int64_t>(batches.size())) {
       auto batch = make_batch(data.train, batches[state.batch_in_epoch]).to(device);
+      for (auto& group : optimizer->param_groups()) group.options().set_lr(schedule.rate(state.step + 1));
       optimizer->zero_grad();
       auto out = model->forward(batch);
       auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
       const double loss_value = loss.loss.item<double>();
       if (!std::isfinite(loss_value)) {
+        progress.clear();
         spdlog::error("[train] the loss became {} at step {}; stopping. The last good checkpoint is intact; try a "
                       "lower training.learning_rate or training.clip_norm",
                       loss_value, state.step + 1);
@@ -295,7 +302,14 @@ int train(const TrainOptions& options) {
       interval_real += batch.real_tokens;
       state.elapsed_seconds = elapsed_before + seconds_since(t_loop);
 
+      {
+        const double dt = std::max(seconds_since(t_interval), 1e-9);
+        const double per_step = dt / static_cast<double>(interval_steps);
+        progress.update({state.step, state.epoch + 1, interval_loss / interval_steps, interval_tokens / dt,
+                         per_step * static_cast<double>(t.valid_every - state.step % t.valid_every)});
+      }
       if (state.step % t.log_every == 0) {
+        progress.clear();
         const double dt = seconds_since(t_interval);
         const double lr = optimizer->param_groups()[0].options().get_lr();
         const double tps = interval_tokens / std::max(dt, 1e-9);
@@ -312,8 +326,11 @@ int train(const TrainOptions& options) {
       }
       const bool at_max = t.max_steps > 0 && state.step >= t.max_steps;
       if (!data.valid.empty() && (state.step % t.valid_every == 0 || at_max)) {
+        progress.clear();
         const auto v = validate(model, data, t, device);
         const bool improved = v.bleu > state.best_score;
+        schedule.on_validation(improved);
+        state.lr_schedule = schedule.state();
         if (improved) {
           state.best_score = v.bleu;
           state.best_step = state.step;
