@@ -32,8 +32,8 @@ AttentionResult BahdanauAttentionImpl::forward(const torch::Tensor& query, const
   return {context, weights};
 }
 
-QKVAttentionImpl::QKVAttentionImpl(int64_t encoder_size, int64_t query_size, int64_t attention_size)
-    : attention_size_(attention_size) {
+QKVAttentionImpl::QKVAttentionImpl(int64_t encoder_size, int64_t query_size, int64_t attention_size, bool scaled)
+    : attention_size_(attention_size), scale_(scaled ? 1.0 / std::sqrt(static_cast<double>(attention_size)) : 1.0) {
   W_K = register_parameter("W_K", torch::empty({attention_size, encoder_size}));
   W_Q = register_parameter("W_Q", torch::empty({attention_size, query_size}));
   W_V = register_parameter("W_V", torch::empty({attention_size, encoder_size}));
@@ -46,6 +46,7 @@ AttentionMemory QKVAttentionImpl::prepare(const torch::Tensor& encoder_states, c
 AttentionResult QKVAttentionImpl::forward(const torch::Tensor& query, const AttentionMemory& memory) {
   auto q = torch::matmul(query, W_Q.t()).unsqueeze(2);                       // [B, A, 1]
   auto scores = torch::bmm(memory.keys, q).squeeze(2);                       // [B, S] = K^T q_j
+  if (scale_ != 1.0) scores = scores * scale_;
   auto weights = masked_softmax(scores, memory.mask);                        // [B, S]
   auto context = torch::bmm(weights.unsqueeze(1), memory.values).squeeze(1);  // [B, A]
   return {context, weights};
@@ -54,7 +55,8 @@ AttentionResult QKVAttentionImpl::forward(const torch::Tensor& query, const Atte
 std::shared_ptr<AttentionImpl> make_attention(const ModelConfig& config, int64_t encoder_size, int64_t query_size) {
   const int64_t size = config.attention_size > 0 ? config.attention_size : config.hidden_size;
   if (config.attention == "bahdanau") return std::make_shared<BahdanauAttentionImpl>(encoder_size, query_size, size);
-  if (config.attention == "qkv") return std::make_shared<QKVAttentionImpl>(encoder_size, query_size, size);
+  if (config.attention == "qkv")
+    return std::make_shared<QKVAttentionImpl>(encoder_size, query_size, size, config.qkv_scaled);
   if (config.attention == "none") return nullptr;
   throw Error("model.attention: unknown type \"" + config.attention + "\"");
 }

@@ -1,6 +1,7 @@
 // Alignment: alpha_{i,j} = softmax_i(e_{i,j}) over the real source positions, and the context c_j.
 //   bahdanau: e_ij = v^T tanh(W_h h_i + W_s s_j)        c_j = sum_i alpha_ij h_i
 //   qkv     : e_ij = (W_K h_i) . (W_Q s_j)              c_j = sum_i alpha_ij (W_V h_i)
+//             (optionally divided by sqrt(attention size): model.qkv_scaled)
 // Everything that depends on the source only (W_h h_i, or K and V) is computed once per sentence by
 // prepare(); forward() then does the per-state work. Padding gets weight exactly 0.
 #pragma once
@@ -48,7 +49,7 @@ class BahdanauAttentionImpl : public AttentionImpl {
 
 class QKVAttentionImpl : public AttentionImpl {
  public:
-  QKVAttentionImpl(int64_t encoder_size, int64_t query_size, int64_t attention_size);
+  QKVAttentionImpl(int64_t encoder_size, int64_t query_size, int64_t attention_size, bool scaled);
   AttentionMemory prepare(const torch::Tensor& encoder_states, const torch::Tensor& mask) override;
   AttentionResult forward(const torch::Tensor& query, const AttentionMemory& memory) override;
   int64_t context_size() const override { return attention_size_; }
@@ -59,6 +60,7 @@ class QKVAttentionImpl : public AttentionImpl {
 
  private:
   int64_t attention_size_;
+  double scale_;  // 1, or 1/sqrt(attention_size) when scaled
 };
 
 // nullptr for "none".

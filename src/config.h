@@ -50,6 +50,7 @@ struct ModelConfig {
   bool bidirectional = false;
   std::string attention = "bahdanau";  // "bahdanau" | "qkv" | "none"
   int64_t attention_size = 0;        // 0 = hidden_size
+  bool qkv_scaled = false;           // qkv: divide K^T q by sqrt(attention_size), as the Transformer does
   double dropout = 0.0;
   std::string output = "state";      // "state": logits from s_j | "deep": from tanh(W[s_j; c_j; x'_j])
   bool tied_embeddings = false;
@@ -66,6 +67,7 @@ struct ModelConfig {
     v("bidirectional", bidirectional, "bidirectional encoder (Bahdanau et al.)");
     v("attention", attention, "\"bahdanau\" (additive), \"qkv\" (dot product) or \"none\" (plain Seq2Seq)");
     v("attention_size", attention_size, "size of the attention space (W_h, W_s or W_K, W_Q, W_V); 0 = hidden_size");
+    v("qkv_scaled", qkv_scaled, "qkv: scores K^T q / sqrt(attention_size) (the Transformer's scaling; the page has none)");
     v("dropout", dropout, "dropout on embeddings, between encoder layers and before the output layer");
     v("output", output, "\"state\": logits from s_j (the page) or \"deep\": from tanh(W [s_j; c_j; x'_j])");
     v("tied_embeddings", tied_embeddings, "share the target embedding with the output layer");

@@ -217,12 +217,14 @@ TEST(Config, JsonRoundTrip) {
   c.training.learning_rate = 0.00025;
   c.training.seed = 42;
   c.training.device = "cpu";
+  c.training.lr_schedule = "plateau";
+  c.training.lr_decay = 0.25;
   c.output_dir = "runs/x";
   const json j = config_to_json(c);
   // Every section lists every key (a writer that forgets one would lose settings on resume).
-  EXPECT_EQ(j.at("model").size(), 13u);
+  EXPECT_EQ(j.at("model").size(), 14u);
   EXPECT_EQ(j.at("data").size(), 15u);
-  EXPECT_EQ(j.at("training").size(), 18u);
+  EXPECT_EQ(j.at("training").size(), 23u);
   const Config back = config_from_json(j, "round-trip");
   EXPECT_EQ(config_to_json(back), j);
   EXPECT_EQ(back.model.cell, "lstm");
@@ -230,6 +232,8 @@ TEST(Config, JsonRoundTrip) {
   EXPECT_DOUBLE_EQ(back.model.dropout, 0.3);
   EXPECT_DOUBLE_EQ(back.training.learning_rate, 0.00025);
   EXPECT_EQ(back.training.seed, 42);
+  EXPECT_EQ(back.training.lr_schedule, "plateau");
+  EXPECT_DOUBLE_EQ(back.training.lr_decay, 0.25);
   EXPECT_EQ(back.output_dir, "runs/x");
 
   // Through text and a file, as checkpoints and run folders store it.
