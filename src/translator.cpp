@@ -46,6 +46,17 @@ Translator::Translator(LoadedModel model, torch::Device device, TranslatorOption
   model_.model->eval();
 }
 
+void replace_unknowns(std::vector<std::string>& output, const std::vector<std::vector<float>>& attention,
+                      const std::vector<std::string>& source_tokens) {
+  for (size_t j = 0; j < output.size() && j < attention.size(); ++j) {
+    if (output[j] != "<unk>") continue;
+    const auto& row = attention[j];
+    const auto n = std::min(row.size(), source_tokens.size());  // skip the </s> column
+    if (n == 0) continue;
+    output[j] = source_tokens[std::max_element(row.begin(), row.begin() + n) - row.begin()];
+  }
+}
+
 std::vector<Translation> Translator::translate(const std::vector<std::string>& lines) {
   const auto& codec = model_.codec;
   std::vector<Translation> out(lines.size());
@@ -77,15 +88,7 @@ std::vector<Translation> Translator::translate(const std::vector<std::string>& l
         o.tokens = codec.tgt_vocab.decode(h.tokens);
         o.score = h.score;
         o.attention = h.attention;
-        if (options_.unk_replace && !o.attention.empty()) {
-          for (size_t j = 0; j < o.tokens.size() && j < o.attention.size(); ++j) {
-            if (o.tokens[j] != "<unk>") continue;
-            const auto& row = o.attention[j];
-            const auto n = std::min(row.size(), t.source_tokens.size());  // skip the </s> column
-            if (n == 0) continue;
-            o.tokens[j] = t.source_tokens[std::max_element(row.begin(), row.begin() + n) - row.begin()];
-          }
-        }
+        if (options_.unk_replace) replace_unknowns(o.tokens, o.attention, t.source_tokens);
         o.text = codec.tgt_tokenizer->detokenize(o.tokens);
         t.outputs.push_back(std::move(o));
       }

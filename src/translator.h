@@ -26,6 +26,11 @@ struct Translation {
   nlohmann::json to_json() const;
 };
 
+// --unk-replace: each "<unk>" in `output` becomes the source token with the highest weight in its
+// attention row (the last column, the source's </s>, is not a candidate).
+void replace_unknowns(std::vector<std::string>& output, const std::vector<std::vector<float>>& attention,
+                      const std::vector<std::string>& source_tokens);
+
 struct TranslatorOptions {
   SearchOptions search;
   int64_t batch_size = 32;

@@ -541,5 +541,61 @@ TEST(Cli, SigintStopsWithACheckpoint) {
     EXPECT_FALSE(contains(e.path().filename().string(), ".tmp")) << e.path();
 }
 
+// Hostile input: a very long line is translated with the output capped, an invalid UTF-8 line is reported
+// with its line number (exit 1) while the other lines are still translated, unseen characters are <unk>.
+TEST_F(CliTrained, AnyInputIsSafe) {
+  std::string long_line;
+  for (int i = 0; i < 5000; ++i) long_line += (i % 2 ? "a " : "b ");
+  const std::string input = "a b c\n" + long_line + "\n\xff\xfe bad\n日本語 ünïcødé\nd e f\n";
+  const auto r = translate({"--max-length", "40"}, &input);
+  EXPECT_EQ(r.code(), 1) << r.describe();  // the invalid line makes the run fail, after translating the rest
+  EXPECT_TRUE(contains(r.err, "line 3")) << r.err;
+  EXPECT_TRUE(contains(r.err, "UTF-8")) << r.err;
+  const auto lines = split_lines(r.out);
+  ASSERT_EQ(lines.size(), 5u) << r.describe();
+  EXPECT_LE(words(lines[1]).size(), 40u);  // capped by --max-length
+  EXPECT_EQ(lines[2], "");                 // the invalid line
+  const auto alone = translate({"a b c", "d e f"});
+  ASSERT_EQ(alone.code(), 0) << alone.describe();
+  EXPECT_EQ(split_lines(alone.out), (std::vector<std::string>{lines[0], lines[4]}));
+}
+
+// --unk-replace puts the source word with the highest attention weight where the model wrote <unk>.
+TEST_F(CliTrained, UnkReplaceUsesTheSourceWordWithMostAttention) {
+  const std::string input = "a zzz1 b zzz2 c\n";
+  const auto plain = translate({"--format", "json"}, &input);
+  const auto replaced = translate({"--format", "json", "--unk-replace"}, &input);
+  ASSERT_EQ(plain.code(), 0) << plain.describe();
+  ASSERT_EQ(replaced.code(), 0) << replaced.describe();
+  const auto p = json::parse(split_lines(plain.out).at(0));
+  const auto q = json::parse(split_lines(replaced.out).at(0));
+  const auto& src = p.at("source_tokens");
+  ASSERT_EQ(p.at("output_tokens").size(), q.at("output_tokens").size());
+  for (size_t j = 0; j < p.at("output_tokens").size(); ++j) {
+    if (p["output_tokens"][j] != "<unk>") {
+      EXPECT_EQ(q["output_tokens"][j], p["output_tokens"][j]);
+      continue;
+    }
+    const auto& row = p.at("attention").at(j);
+    size_t best = 0;
+    for (size_t i = 1; i < src.size(); ++i)
+      if (row[i].get<double>() > row[best].get<double>()) best = i;
+    EXPECT_EQ(q["output_tokens"][j], src[best]);
+  }
+}
+
+// A checkpoint written by a newer format version is refused with a message that says so.
+TEST_F(CliTrained, FutureCheckpointVersionIsRefused) {
+  torch::serialize::OutputArchive a;
+  a.write("format", c10::IValue(std::string("s2s-checkpoint")));
+  a.write("format_version", c10::IValue(int64_t{99}));
+  const auto path = dir_->file("future.pt");
+  a.save_to(path);
+  const auto r = run_s2s({"translate", "-c", path, "a b"}, scratch());
+  EXPECT_NE(r.code(), 0) << r.describe();
+  EXPECT_TRUE(contains(r.err, path)) << r.err;
+  EXPECT_TRUE(contains(r.err, "newer")) << r.err;
+}
+
 }  // namespace
 }  // namespace s2s
