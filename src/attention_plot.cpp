@@ -1,5 +1,7 @@
 #include "attention_plot.h"
 
+#include "utf8.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -63,29 +65,6 @@ std::vector<char32_t> decode_utf8(const std::string& s) {
     return out;
 }
 
-void append_utf8(std::string& out, char32_t cp) {
-    if (cp < 0x80) {
-        out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-}
-
-std::string encode_utf8(const std::vector<char32_t>& cps) {
-    std::string out;
-    for (char32_t cp : cps) append_utf8(out, cp);
-    return out;
-}
 
 bool is_zero_width(char32_t cp) {
     return (cp >= 0x0300 && cp <= 0x036F) || (cp >= 0x0483 && cp <= 0x0489) ||
@@ -263,7 +242,7 @@ Label make_label(const std::string& token, double font_size = kFontSize,
         if (is_control(cp)) cp = kReplacement;
     }
     Label label;
-    label.full = svg_escape(encode_utf8(cps));
+    label.full = svg_escape(utf8::encode(cps));
     if (text_width(cps, font_size) > max_width) {
         const std::vector<char32_t> ellipsis = {U'…'};
         const double budget = max_width - text_width(ellipsis, font_size);
@@ -279,7 +258,7 @@ Label make_label(const std::string& token, double font_size = kFontSize,
         cps = cut;
         label.abbreviated = true;
     }
-    label.text = svg_escape(encode_utf8(cps));
+    label.text = svg_escape(utf8::encode(cps));
     label.width = text_width(cps, font_size);
     return label;
 }
@@ -298,12 +277,12 @@ std::vector<Cluster> clusters(const std::string& token) {
         if (is_control(cp)) cp = kReplacement;
         const int w = display_width(cp);
         if (w == 0 && !out.empty()) {
-            append_utf8(out.back().text, cp);
+            utf8::append(out.back().text, cp);
             continue;
         }
         Cluster c;
         if (w == 0) c.text = " ";  // a lone mark combines with a space
-        append_utf8(c.text, cp);
+        utf8::append(c.text, cp);
         c.width = std::max(w, 1);
         out.push_back(std::move(c));
     }
@@ -351,7 +330,7 @@ std::string svg_escape(const std::string& text) {
                     cp == 0xFFFF) {
                     cp = kReplacement;
                 }
-                append_utf8(out, cp);
+                utf8::append(out, cp);
         }
     }
     return out;

@@ -1,5 +1,7 @@
 #include "sacrebleu_tokenize.h"
 
+#include "utf8.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <iterator>
@@ -327,23 +329,10 @@ std::string encode_utf8(const Text& text) {
   std::string out;
   out.reserve(text.size());
   for (char32_t c : text) {
-    if (c < 0x80) {
-      out += static_cast<char>(c);
-    } else if (c >= 0xDC80 && c <= 0xDCFF) {
+    if (c >= 0xDC80 && c <= 0xDCFF)
       out += static_cast<char>(c - 0xDC00);  // an escaped invalid byte
-    } else if (c < 0x800) {
-      out += static_cast<char>(0xC0 | (c >> 6));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    } else if (c < 0x10000) {
-      out += static_cast<char>(0xE0 | (c >> 12));
-      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (c >> 18));
-      out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    }
+    else
+      utf8::append(out, c);
   }
   return out;
 }
