@@ -16,23 +16,10 @@ namespace {
 
 using nlohmann::json;
 using s2s::testing::contains;
+using s2s::testing::error_of;
 using s2s::testing::TempDir;
 using s2s::testing::write_file;
 
-// The message of the s2s::Error that `f` throws; fails the test when it throws nothing or something else.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected s2s::Error, got another exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected s2s::Error, nothing was thrown";
-  return "";
-}
 
 // Writes `j` as a config file and loads it.
 Config load_json(const TempDir& dir, const json& j, const std::vector<std::string>& overrides = {},

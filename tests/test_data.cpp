@@ -23,22 +23,10 @@ namespace s2s {
 namespace {
 
 using s2s::testing::contains;
+using s2s::testing::error_of;
 using s2s::testing::TempDir;
 using s2s::testing::write_file;
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected s2s::Error, got another exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected s2s::Error, nothing was thrown";
-  return "";
-}
 
 std::vector<std::string> tokens_of(const Vocabulary& v) {
   std::vector<std::string> out;

@@ -17,12 +17,31 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include "error.h"
+
 namespace s2s::testing {
 
 namespace fs = std::filesystem;
 
 // A fresh folder under $TMPDIR (or /tmp), removed with everything in it when the object goes away.
 // Set S2S_KEEP_TEST_DIRS=1 to keep it for a look after a failure.
+// The message of the s2s::Error that `f` throws; fails the test when it throws nothing or something else.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const s2s::Error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected s2s::Error, got another exception: " << e.what();
+    return "";
+  }
+  ADD_FAILURE() << "expected s2s::Error, nothing was thrown";
+  return "";
+}
+
 class TempDir {
  public:
   TempDir() {
