@@ -541,6 +541,61 @@ TEST(Cli, SigintStopsWithACheckpoint) {
     EXPECT_FALSE(contains(e.path().filename().string(), ".tmp")) << e.path();
 }
 
+// kill -9 at many moments while checkpoints are being written every step: every .pt file in the folder
+// stays loadable, and `--resume auto` carries on from the newest.
+TEST(CliSignals, KillDuringCheckpointWritesLeavesEveryCheckpointLoadable) {
+  TempDir dir;
+  const auto corpus = make_corpus(dir);
+  auto config = tiny_config(corpus, dir.file("run"));
+  config["model"]["embedding_size"] = 128;  // checkpoints of a few MB, so writes take a while
+  config["model"]["hidden_size"] = 256;
+  config["training"]["max_steps"] = 1000000;
+  config["training"]["epochs"] = 1000000;
+  config["training"]["checkpoint_every"] = 1;
+  config["training"]["keep_checkpoints"] = 2;
+  config["training"]["valid_every"] = 1000000;
+  config["training"]["log_every"] = 1;
+  const auto path = write_config(dir, config);
+  int interrupted_writes = 0;
+  bool temporaries_left = false;  // by the last round
+  for (int round = 0; round < 6; ++round) {
+    temporaries_left = false;
+    const auto err = dir.file("kill" + std::to_string(round) + ".err");
+    const pid_t pid = s2s::testing::spawn_s2s(
+        {"train", "--config", path, "--resume", "auto", "--set", "training.threads=1"}, "", dir.file("kill.out"), err);
+    // Wait for this run's first logged step, then let it write for a varying while before killing it.
+    const auto metrics = dir.file("run/metrics.jsonl");
+    const auto lines_before = split_lines(read_file(metrics)).size();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (split_lines(read_file(metrics)).size() <= lines_before && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(13 + 29 * round));
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    int checkpoints = 0;
+    for (const auto& e : fs::directory_iterator(dir.file("run"))) {
+      const auto name = e.path().filename().string();
+      if (contains(name, ".tmp")) {
+        ++interrupted_writes;
+        temporaries_left = true;
+      }
+      if (name.size() < 3 || name.compare(name.size() - 3, 3, ".pt") != 0) continue;
+      ++checkpoints;
+      EXPECT_NO_THROW(restore_model(read_checkpoint(e.path().string()), torch::kCPU)) << name << " after round " << round;
+    }
+    EXPECT_GT(checkpoints, 0) << read_file(err);
+  }
+  RecordProperty("interrupted_writes", interrupted_writes);  // how often a kill landed inside a write
+  const auto before = read_checkpoint(dir.file("run/last.pt")).state.step;
+  const auto r = run_train(path, dir.path(), {"--resume", "auto", "--set", "training.max_steps=" + std::to_string(before + 2)});
+  ASSERT_EQ(r.code(), 0) << r.describe();
+  EXPECT_EQ(contains(r.err, "removing"), temporaries_left) << r.err;  // stale temporaries cleaned up
+  for (const auto& e : fs::directory_iterator(dir.file("run")))
+    EXPECT_FALSE(contains(e.path().filename().string(), ".tmp")) << e.path();
+  EXPECT_EQ(read_checkpoint(dir.file("run/last.pt")).state.step, before + 2);
+}
+
 // Hostile input: a very long line is translated with the output capped, an invalid UTF-8 line is reported
 // with its line number (exit 1) while the other lines are still translated, unseen characters are <unk>.
 TEST_F(CliTrained, AnyInputIsSafe) {
