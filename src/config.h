@@ -25,9 +25,9 @@ struct DataConfig {
   template <class V>
   void visit(V& v) {
     v("train_src", train_src, "training source file (one sentence per line)");
-    v("train_tgt", train_tgt, "training target file, line-aligned with train_src");
+    v("train_tgt", train_tgt, "training target file, line-aligned with train_src; empty: train_src is source<TAB>target");
     v("valid_src", valid_src, "validation source file");
-    v("valid_tgt", valid_tgt, "validation target file");
+    v("valid_tgt", valid_tgt, "validation target file; empty: valid_src is tab-separated");
     v("test_src", test_src, "test source file (used by the demo and `s2s evaluate` defaults)");
     v("test_tgt", test_tgt, "test target file");
     v("tokenizer", tokenizer, "\"word\" (whitespace tokens) or \"sentencepiece\"");

@@ -28,7 +28,23 @@ std::vector<std::string> read_lines(const std::string& path) {
   return lines;
 }
 
+ParallelText read_tsv(const std::string& path) {
+  ParallelText t;
+  const auto lines = read_lines(path);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const auto& line = lines[i];
+    const auto tab = line.find('\t');
+    if (tab == std::string::npos)
+      throw Error(path + ":" + std::to_string(i + 1) + ": no tab; a tab-separated corpus needs source<TAB>target");
+    const auto end = line.find('\t', tab + 1);  // columns after the second are ignored (Tatoeba's attribution)
+    t.src.push_back(line.substr(0, tab));
+    t.tgt.push_back(line.substr(tab + 1, end == std::string::npos ? std::string::npos : end - tab - 1));
+  }
+  return t;
+}
+
 ParallelText read_parallel(const std::string& src_path, const std::string& tgt_path) {
+  if (tgt_path.empty()) return read_tsv(src_path);
   ParallelText t;
   t.src = read_lines(src_path);
   t.tgt = read_lines(tgt_path);

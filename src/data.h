@@ -21,8 +21,10 @@ std::vector<std::string> read_lines(const std::string& path);
 struct ParallelText {
   std::vector<std::string> src, tgt;
 };
-// Two line-aligned files; throws s2s::Error when the line counts differ (both counts named).
+// Two line-aligned files; throws s2s::Error when the line counts differ (both counts named). With an
+// empty tgt_path, src_path is one tab-separated file: source<TAB>target[<TAB>ignored...].
 ParallelText read_parallel(const std::string& src_path, const std::string& tgt_path);
+ParallelText read_tsv(const std::string& path);  // throws naming file:line for a line without a tab
 
 // Tokenizers and vocabularies of both sides: everything that turns text into ids and back.
 struct TextCodec {

@@ -446,5 +446,19 @@ TEST(DataBatching, MakeBatchShapesAndPadding) {
   EXPECT_FALSE(s.tgt_in.defined());
 }
 
+TEST(DataFiles, TabSeparatedCorpus) {
+  TempDir dir;
+  const auto path = dir.file("pairs.tsv");
+  write_file(path, "Go.\tVa !\tCC-BY 2.0 (France) Attribution\r\nHi.\tSalut !\n\t\n");
+  const auto t = read_parallel(path, "");
+  EXPECT_EQ(t.src, (std::vector<std::string>{"Go.", "Hi.", ""}));
+  EXPECT_EQ(t.tgt, (std::vector<std::string>{"Va !", "Salut !", ""}));  // extra columns and CR dropped
+
+  write_file(path, "Go.\tVa !\nno tab here\n");
+  const auto msg = error_of([&] { read_parallel(path, ""); });
+  EXPECT_TRUE(contains(msg, path + ":2")) << msg;
+  EXPECT_TRUE(contains(msg, "tab")) << msg;
+}
+
 }  // namespace
 }  // namespace s2s
