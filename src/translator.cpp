@@ -149,12 +149,10 @@ class LineSource {
   int64_t line_number_ = 0;
 };
 
-void prepare_runtime(int64_t threads, const std::string& tag) { configure_threads(threads, tag); }
-
 }  // namespace
 
 int run_translate(const TranslateCommand& cmd) {
-  prepare_runtime(cmd.threads, "translate");
+  configure_threads(cmd.threads, "translate");
   const auto device = resolve_device(cmd.device);
   Translator translator(load_model(cmd.checkpoint, device), device, cmd.translator);
   if (cmd.format != "text" && cmd.format != "json") throw Error("--format must be text or json");
@@ -216,7 +214,7 @@ int run_translate(const TranslateCommand& cmd) {
 }
 
 int run_evaluate(const EvaluateCommand& cmd) {
-  prepare_runtime(cmd.threads, "evaluate");
+  configure_threads(cmd.threads, "evaluate");
   const auto device = resolve_device(cmd.device);
   auto text = read_parallel(cmd.src, cmd.ref);
   Translator translator(load_model(cmd.checkpoint, device), device, cmd.translator);
