@@ -19,6 +19,7 @@ nlohmann::json TrainState::to_json() const {
           {"best_step", best_step},
           {"bad_validations", bad_validations},
           {"elapsed_seconds", elapsed_seconds},
+          {"batches_per_update", batches_per_update},
           {"lr_schedule", lr_schedule}};
 }
 
@@ -31,6 +32,7 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
   s.best_step = j.value("best_step", int64_t{0});
   s.bad_validations = j.at("bad_validations").get<int64_t>();
   s.elapsed_seconds = j.value("elapsed_seconds", 0.0);
+  s.batches_per_update = j.value("batches_per_update", int64_t{1});
   if (j.contains("lr_schedule")) s.lr_schedule = j.at("lr_schedule");
   return s;
 }

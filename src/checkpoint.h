@@ -28,6 +28,7 @@ struct TrainState {
   int64_t best_step = 0;
   int64_t bad_validations = 0;  // validations since the last improvement (early stopping)
   double elapsed_seconds = 0;
+  int64_t batches_per_update = 1;  // processes x training.accumulate of the run that wrote it
   nlohmann::json lr_schedule;   // LrSchedule::state()
   nlohmann::json to_json() const;
   static TrainState from_json(const nlohmann::json& j);

@@ -101,6 +101,9 @@ struct TrainingConfig {
   int64_t checkpoint_every = 1000;
   int64_t keep_checkpoints = 3;
   int64_t patience = 0;                  // 0 = no early stopping
+  std::string best_metric = "bleu";      // "bleu" | "loss": what best.pt, patience and plateau follow
+  int64_t accumulate = 1;                // batches per update (per process)
+  double dist_timeout = 300;             // seconds: multi-process training gives up on a silent rank
 
   template <class V>
   void visit(V& v) {
@@ -108,7 +111,7 @@ struct TrainingConfig {
     v("batch_type", batch_type, "\"sentences\" or \"tokens\"");
     v("optimizer", optimizer, "\"adam\" or \"sgd\"");
     v("learning_rate", learning_rate, "learning rate");
-    v("lr_schedule", lr_schedule, "\"constant\", \"rsqrt\" (warm-up then inverse square root) or \"plateau\" (reduce when validation BLEU stalls)");
+    v("lr_schedule", lr_schedule, "\"constant\", \"rsqrt\" (warm-up then inverse square root) or \"plateau\" (reduce when the validation score, training.best_metric, stalls)");
     v("warmup_steps", warmup_steps, "linear warm-up over this many steps (all schedules); 0 = none");
     v("lr_decay", lr_decay, "plateau: multiply the rate by this");
     v("lr_patience", lr_patience, "plateau: after this many validations without improvement");
@@ -127,6 +130,9 @@ struct TrainingConfig {
     v("checkpoint_every", checkpoint_every, "write a checkpoint every N steps");
     v("keep_checkpoints", keep_checkpoints, "keep the newest N step-*.pt files");
     v("patience", patience, "stop after N validations without improvement; 0 = never");
+    v("best_metric", best_metric, "validation score that picks best.pt and drives patience and the plateau schedule: \"bleu\" (higher is better) or \"loss\" (lower is better)");
+    v("accumulate", accumulate, "gradient accumulation: batches summed into one update (in each process)");
+    v("dist_timeout", dist_timeout, "multi-process training: seconds to wait for the other processes before stopping with an error");
   }
 };
 

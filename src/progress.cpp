@@ -6,7 +6,7 @@
 
 namespace s2s {
 
-ProgressLine::ProgressLine() : enabled_(isatty(STDERR_FILENO) == 1), last_(std::chrono::steady_clock::now()) {}
+ProgressLine::ProgressLine(bool allowed) : enabled_(allowed && isatty(STDERR_FILENO) == 1), last_(std::chrono::steady_clock::now()) {}
 
 void ProgressLine::update(const Values& v) {
   if (!enabled_) return;

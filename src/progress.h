@@ -9,7 +9,8 @@ namespace s2s {
 
 class ProgressLine {
  public:
-  ProgressLine();
+  // `allowed` false (a secondary process of a multi-process run) draws nothing.
+  explicit ProgressLine(bool allowed = true);
   struct Values {
     int64_t step, epoch;
     double loss, tokens_per_second, seconds_to_validation;

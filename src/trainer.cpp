@@ -1,12 +1,14 @@
 #include "trainer.h"
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
@@ -14,6 +16,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "data.h"
+#include "distributed.h"
 #include "error.h"
 #include "lr_schedule.h"
 #include "metrics.h"
@@ -167,6 +170,60 @@ void remove_stale_temporaries(const fs::path& dir) {
     }
 }
 
+// One optimiser update's figures, the same on every rank.
+struct Update {
+  double loss = 0;            // per target token
+  int64_t tokens = 0;         // target tokens (all ranks)
+  int64_t padded_cells = 0;   // this rank's batches: source and target cells with padding
+  int64_t real_cells = 0;     // ... and without
+  bool stop_requested = false;  // some rank got SIGINT/SIGTERM (multi-process runs)
+};
+
+// The common case: one batch, gradient of the mean loss per token.
+Update single_batch_update(Seq2Seq& model, const Batch& batch, const TrainingConfig& t) {
+  auto out = model->forward(batch);
+  auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
+  Update u;
+  u.loss = loss.loss.item<double>();
+  u.tokens = batch.tgt_tokens;
+  u.padded_cells = batch.padded_tokens;
+  u.real_cells = batch.real_tokens;
+  if (std::isfinite(u.loss)) loss.loss.backward();
+  return u;
+}
+
+// Several batches (gradient accumulation, this rank's share of a multi-process update): gradients of
+// the summed token losses, summed over the batches and the ranks, then divided by the total number of
+// target tokens, so that the update equals one over the union of the batches.
+Update summed_update(Seq2Seq& model, const std::vector<torch::Tensor>& params, const std::vector<Batch>& batches,
+                     const TrainingConfig& t, ProcessGroup* group) {
+  Update u;
+  double loss_sum = 0;
+  for (const auto& batch : batches) {
+    auto out = model->forward(batch);
+    auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
+    const double mean = loss.loss.item<double>();
+    loss_sum += mean * static_cast<double>(loss.tokens);
+    u.tokens += loss.tokens;
+    u.padded_cells += batch.padded_tokens;
+    u.real_cells += batch.real_tokens;
+    if (std::isfinite(mean)) (loss.loss * static_cast<double>(loss.tokens)).backward();
+  }
+  if (group) {
+    auto extra = torch::tensor({static_cast<float>(u.tokens), static_cast<float>(loss_sum),
+                                stop_requested() ? 1.0f : 0.0f});
+    all_reduce_gradients(*group, params, extra);
+    u.tokens = static_cast<int64_t>(std::llround(extra[0].item<double>()));
+    loss_sum = extra[1].item<double>();
+    u.stop_requested = extra[2].item<double>() > 0;
+  }
+  u.loss = loss_sum / static_cast<double>(std::max<int64_t>(u.tokens, 1));
+  torch::NoGradGuard no_grad;
+  for (auto& p : params)
+    if (p.grad().defined()) p.mutable_grad().div_(static_cast<double>(std::max<int64_t>(u.tokens, 1)));
+  return u;
+}
+
 }  // namespace
 
 std::string find_resume_checkpoint(const std::string& output_dir) {
@@ -195,13 +252,21 @@ std::string find_resume_checkpoint(const std::string& output_dir) {
 int train(const TrainOptions& options) {
   const auto t_start = Clock::now();
   Config config = load_config(options.config_path, options.overrides);
+  // Under torchrun (WORLD_SIZE > 1) this is one rank of a data-parallel run; rank 0 alone writes the
+  // run folder's files, the others log warnings and errors only.
+  const auto env = distributed_env_from_environment();
+  const bool is_main = env.rank == 0;
+  if (!is_main) spdlog::set_level(spdlog::level::warn);
+  if (env.active()) spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%^%l%$] [rank " + std::to_string(env.rank) + "] %v");
   const fs::path out_dir(config.output_dir);
   fs::create_directories(out_dir);
-  remove_stale_temporaries(out_dir);
-  auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((out_dir / "train.log").string());
-  file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
-  spdlog::default_logger()->sinks().push_back(file_sink);
-  spdlog::default_logger()->flush_on(spdlog::level::info);  // train.log current for `tail -f` and after a kill
+  if (is_main) {
+    remove_stale_temporaries(out_dir);
+    auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((out_dir / "train.log").string());
+    file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
+    spdlog::default_logger()->sinks().push_back(file_sink);
+    spdlog::default_logger()->flush_on(spdlog::level::info);  // train.log current for `tail -f` and after a kill
+  }
 
   std::string resume_path = options.resume;
   if (resume_path == "auto") {
@@ -217,14 +282,30 @@ int train(const TrainOptions& options) {
     init_ckpt = read_checkpoint(options.init_from);
     check_resume_compatible(config, init_ckpt->config, options.init_from);
   }
-  {
+  if (is_main) {
     std::ofstream f(out_dir / "config.json");
     f << config_to_json(config).dump(2) << "\n";
   }
   const auto& t = config.training;
-  configure_threads(t.threads, "train");
-  const auto device = resolve_device(t.device);
+  // Processes sharing a machine share its cores: with training.threads 0 each takes its part.
+  int64_t threads = t.threads;
+  if (threads == 0 && env.local_world_size > 1)
+    threads = std::max<int64_t>(1, std::thread::hardware_concurrency() / env.local_world_size);
+  configure_threads(threads, "train");
+  auto device = resolve_device(t.device);
+  if (env.active() && device.is_cuda() && (t.device == "auto" || t.device == "cuda"))
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
   spdlog::info("[train] device: {}", device.str());
+
+  std::unique_ptr<ProcessGroup> group;
+  if (env.active()) {
+    group = std::make_unique<ProcessGroup>(
+        env, std::chrono::milliseconds(static_cast<int64_t>(t.dist_timeout * 1000)), device);
+    spdlog::info("[dist] rank {} of {}: {} process group, rendezvous {}:{}, timeout {} s; {} batches per update "
+                 "({} processes x training.accumulate {})",
+                 env.rank, env.world_size, group->backend(), env.master_addr, env.master_port, t.dist_timeout,
+                 env.world_size * t.accumulate, env.world_size, t.accumulate);
+  }
 
   const TextCodec* codec = resume_ckpt ? &resume_ckpt->codec : init_ckpt ? &init_ckpt->codec : nullptr;
   auto data = load_corpora(config, codec);
@@ -238,20 +319,45 @@ int train(const TrainOptions& options) {
   auto optimizer = make_optimizer(t, model);
   TrainState state;
   LrSchedule schedule(t);
+  const int64_t batches_per_update = env.world_size * t.accumulate;
   if (resume_ckpt) {
     restore_optimizer(*resume_ckpt, *optimizer);
     state = resume_ckpt->state;
     if (!state.lr_schedule.is_null()) schedule.load_state(state.lr_schedule);
     spdlog::info("[train] resumed from {} at step {} (epoch {}, batch {})", resume_path, state.step, state.epoch + 1,
                  state.batch_in_epoch);
+    if (state.batches_per_update != batches_per_update)
+      spdlog::info("[train] the checkpoint's run took {} batches per update, this one takes {} (processes x "
+                   "training.accumulate); the data position carries over",
+                   state.batches_per_update, batches_per_update);
+  }
+  state.batches_per_update = batches_per_update;
+  if (group) {
+    // Every rank must continue from the same point: the same checkpoint (a shared output_dir) or none.
+    auto where = torch::tensor({static_cast<double>(state.step), static_cast<double>(state.epoch),
+                                static_cast<double>(state.batch_in_epoch)},
+                               torch::kFloat64);
+    auto root = where.clone();
+    std::vector<torch::Tensor> v{root};
+    group->broadcast(v, 0);
+    if (!torch::equal(root, where))
+      throw Error("rank " + std::to_string(env.rank) + " starts at step " + std::to_string(state.step) +
+                  " but rank 0 at step " + std::to_string(root[0].item<int64_t>()) +
+                  ": every process must resume from the same checkpoint (give all ranks the same --resume file, "
+                  "or an output_dir on a shared file system)");
+    broadcast_parameters(*group, model->parameters());
+    // Dropout masks differ between ranks, as they would between the batches of one process.
+    if (env.rank > 0) torch::manual_seed(t.seed + 1000003 * env.rank + state.step);
   }
   spdlog::info("[model] {} cell, attention {}, {} parameters", config.model.cell, config.model.attention,
                model->parameter_count());
 
-  MetricsLog metrics(out_dir / "metrics.jsonl");
+  std::optional<MetricsLog> metrics;
+  if (is_main) metrics.emplace(out_dir / "metrics.jsonl");
   install_stop_handlers();
-  ProgressLine progress;
+  ProgressLine progress(is_main);
   auto save = [&](const std::string& reason) {
+    if (!is_main) return;
     progress.clear();
     const auto step_path = out_dir / step_file(state.step);
     save_checkpoint(step_path.string(), config, data.codec, model, optimizer.get(), state);
@@ -267,6 +373,7 @@ int train(const TrainOptions& options) {
     return 0;
   }
   BatchingOptions batching{t.batch_size, t.batch_type, static_cast<uint64_t>(t.seed)};
+  const auto params = model->parameters();
   const double elapsed_before = state.elapsed_seconds;
   const auto t_loop = Clock::now();
   auto t_interval = Clock::now();
@@ -276,31 +383,41 @@ int train(const TrainOptions& options) {
   bool finished = false, stopped_early = false;
 
   while (state.epoch < t.epochs) {
+    // Every rank computes the same batches; an update takes the next `batches_per_update` of them, and
+    // rank r of W takes the ones at r, r + W, r + 2W, ... among those.
     const auto batches = epoch_batches(data.train, batching, state.epoch);
-    while (state.batch_in_epoch < static_cast<int64_t>(batches.size())) {
-      auto batch = make_batch(data.train, batches[state.batch_in_epoch]).to(device);
-      for (auto& group : optimizer->param_groups()) group.options().set_lr(schedule.rate(state.step + 1));
+    const auto n_batches = static_cast<int64_t>(batches.size());
+    while (state.batch_in_epoch < n_batches) {
+      const int64_t window = std::min(batches_per_update, n_batches - state.batch_in_epoch);
+      for (auto& g : optimizer->param_groups()) g.options().set_lr(schedule.rate(state.step + 1));
       optimizer->zero_grad();
-      auto out = model->forward(batch);
-      auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
-      const double loss_value = loss.loss.item<double>();
-      if (!std::isfinite(loss_value)) {
+      Update u;
+      if (batches_per_update == 1) {
+        u = single_batch_update(model, make_batch(data.train, batches[state.batch_in_epoch]).to(device), t);
+      } else {
+        std::vector<Batch> mine;
+        for (int64_t a = 0; a < t.accumulate; ++a) {
+          const int64_t k = a * env.world_size + env.rank;
+          if (k < window) mine.push_back(make_batch(data.train, batches[state.batch_in_epoch + k]).to(device));
+        }
+        u = summed_update(model, params, mine, t, group.get());
+      }
+      if (!std::isfinite(u.loss)) {
         progress.clear();
         spdlog::error("[train] the loss became {} at step {}; stopping. The last good checkpoint is intact; try a "
                       "lower training.learning_rate or training.clip_norm",
-                      loss_value, state.step + 1);
+                      u.loss, state.step + 1);
         return 1;
       }
-      loss.loss.backward();
-      if (t.clip_norm > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), t.clip_norm);
+      if (t.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params, t.clip_norm);
       optimizer->step();
       ++state.step;
-      ++state.batch_in_epoch;
-      interval_loss += loss_value;
+      state.batch_in_epoch += window;
+      interval_loss += u.loss;
       ++interval_steps;
-      interval_tokens += batch.tgt_tokens;
-      interval_padded += batch.padded_tokens;
-      interval_real += batch.real_tokens;
+      interval_tokens += u.tokens;
+      interval_padded += u.padded_cells;
+      interval_real += u.real_cells;
       state.elapsed_seconds = elapsed_before + seconds_since(t_loop);
 
       {
@@ -318,9 +435,10 @@ int train(const TrainOptions& options) {
         spdlog::info("[train] step {} epoch {} loss {:.4f} lr {:.2e} {:.0f} tgt tok/s padding {:.1f}% elapsed {:.0f}s",
                      state.step, state.epoch + 1, interval_loss / interval_steps, lr, tps, 100 * pad,
                      state.elapsed_seconds);
-        metrics.write({{"type", "train"}, {"step", state.step}, {"epoch", state.epoch + 1},
-                       {"loss", interval_loss / interval_steps}, {"lr", lr}, {"tokens_per_sec", tps},
-                       {"padding", pad}, {"elapsed", state.elapsed_seconds}});
+        if (metrics)
+          metrics->write({{"type", "train"}, {"step", state.step}, {"epoch", state.epoch + 1},
+                          {"loss", interval_loss / interval_steps}, {"lr", lr}, {"tokens_per_sec", tps},
+                          {"padding", pad}, {"elapsed", state.elapsed_seconds}});
         interval_loss = 0;
         interval_steps = interval_tokens = interval_padded = interval_real = 0;
         t_interval = Clock::now();
@@ -328,24 +446,36 @@ int train(const TrainOptions& options) {
       const bool at_max = t.max_steps > 0 && state.step >= t.max_steps;
       if (!data.valid.empty() && (state.step % t.valid_every == 0 || at_max)) {
         progress.clear();
-        const auto v = validate(model, data, t, device);
-        const bool improved = v.bleu > state.best_score;
+        // Rank 0 validates; the others wait for its figures so that every rank takes the same decisions.
+        Validation v;
+        if (is_main) v = validate(model, data, t, device);
+        if (group) {
+          auto figures = torch::tensor({v.loss, v.ppl, v.bleu}, torch::kFloat64);
+          std::vector<torch::Tensor> f{figures};
+          group->broadcast(f, 0);
+          v = {figures[0].item<double>(), figures[1].item<double>(), figures[2].item<double>()};
+        }
+        const double score = t.best_metric == "loss" ? -v.loss : v.bleu;  // higher is better
+        const bool improved = score > state.best_score;
         schedule.on_validation(improved);
         state.lr_schedule = schedule.state();
         if (improved) {
-          state.best_score = v.bleu;
+          state.best_score = score;
           state.best_step = state.step;
           state.bad_validations = 0;
         } else {
           ++state.bad_validations;
         }
         spdlog::info("[valid] step {} loss {:.4f} ppl {:.2f} bleu {:.2f}{}", state.step, v.loss, v.ppl, v.bleu,
-                     improved ? " (new best)" : "");
-        metrics.write({{"type", "valid"}, {"step", state.step}, {"epoch", state.epoch + 1}, {"loss", v.loss},
-                       {"ppl", v.ppl}, {"bleu", v.bleu}, {"elapsed", state.elapsed_seconds}});
-        if (improved) save_checkpoint((out_dir / "best.pt").string(), config, data.codec, model, optimizer.get(), state);
+                     improved ? " (new best " + t.best_metric + ")" : "");
+        if (metrics)
+          metrics->write({{"type", "valid"}, {"step", state.step}, {"epoch", state.epoch + 1}, {"loss", v.loss},
+                          {"ppl", v.ppl}, {"bleu", v.bleu}, {"elapsed", state.elapsed_seconds}});
+        if (improved && is_main)
+          save_checkpoint((out_dir / "best.pt").string(), config, data.codec, model, optimizer.get(), state);
         if (t.patience > 0 && state.bad_validations >= t.patience) {
-          spdlog::info("[train] no improvement in {} validations: stopping early", t.patience);
+          spdlog::info("[train] no improvement of validation {} in {} validations: stopping early", t.best_metric,
+                       t.patience);
           stopped_early = true;
         }
         t_interval = Clock::now();  // validation time is not training throughput
@@ -355,11 +485,14 @@ int train(const TrainOptions& options) {
         finished = true;
         break;
       }
-      if (stop_requested()) {
+      // All ranks stop after the same step: the request travels with the step's all-reduce.
+      if (group ? u.stop_requested : stop_requested()) {
         save("interrupted");
-        spdlog::warn("[train] interrupted by signal {} at step {}; resume with --resume auto", stop_signal(),
+        const int sig = stop_signal() ? stop_signal() : SIGINT;
+        spdlog::warn("[train] interrupted by {} at step {}; resume with --resume auto",
+                     stop_signal() ? "signal " + std::to_string(sig) : std::string("another process's signal"),
                      state.step);
-        return 128 + stop_signal();
+        return 128 + sig;
       }
     }
     if (finished) break;
@@ -367,9 +500,9 @@ int train(const TrainOptions& options) {
     state.batch_in_epoch = 0;
   }
   if (state.step % t.checkpoint_every != 0) save("end of training");
-  spdlog::info("[train] done: {} steps in {:.0f} s (this run {:.0f} s); best validation BLEU {:.2f} at step {}",
-               state.step, state.elapsed_seconds, seconds_since(t_start),
-               std::isinf(state.best_score) ? 0.0 : state.best_score, state.best_step);
+  const double best = std::isinf(state.best_score) ? 0.0 : std::abs(state.best_score);
+  spdlog::info("[train] done: {} steps in {:.0f} s (this run {:.0f} s); best validation {} {:.4g} at step {}",
+               state.step, state.elapsed_seconds, seconds_since(t_start), t.best_metric, best, state.best_step);
   return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <string>
@@ -32,35 +33,12 @@ using s2s::testing::run_s2s;
 using s2s::testing::run_s2s_with_input;
 using s2s::testing::split_lines;
 using s2s::testing::TempDir;
+using s2s::testing::write_corpus;
 using s2s::testing::write_file;
 
 // ---------------------------------------------------------------------------------------------
 // A tiny corpus and config
 // ---------------------------------------------------------------------------------------------
-
-const std::vector<std::string> kSourceWords = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"};
-
-// Pairs of 3-8 tokens: the target spells each source word as "x" + word, in the same order.
-void write_corpus(const std::string& src_path, const std::string& tgt_path, int pairs, uint32_t seed) {
-  uint32_t state = seed;
-  auto next = [&] {
-    state = state * 1664525u + 1013904223u;
-    return state >> 8;
-  };
-  std::ostringstream src, tgt;
-  for (int i = 0; i < pairs; ++i) {
-    const int n = 3 + static_cast<int>(next() % 6);
-    for (int k = 0; k < n; ++k) {
-      const auto& w = kSourceWords[next() % kSourceWords.size()];
-      src << (k ? " " : "") << w;
-      tgt << (k ? " " : "") << "x" << w;
-    }
-    src << "\n";
-    tgt << "\n";
-  }
-  write_file(src_path, src.str());
-  write_file(tgt_path, tgt.str());
-}
 
 struct Corpus {
   std::string train_src, train_tgt, valid_src, valid_tgt;
@@ -567,7 +545,8 @@ TEST(CliSignals, KillDuringCheckpointWritesLeavesEveryCheckpointLoadable) {
     const auto metrics = dir.file("run/metrics.jsonl");
     const auto lines_before = split_lines(read_file(metrics)).size();
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (split_lines(read_file(metrics)).size() <= lines_before && std::chrono::steady_clock::now() < deadline)
+    while ((split_lines(read_file(metrics)).size() <= lines_before || !fs::exists(dir.file("run/last.pt"))) &&
+           std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     std::this_thread::sleep_for(std::chrono::milliseconds(13 + 29 * round));
     ASSERT_EQ(::kill(pid, SIGKILL), 0);
@@ -650,6 +629,89 @@ TEST_F(CliTrained, FutureCheckpointVersionIsRefused) {
   EXPECT_NE(r.code(), 0) << r.describe();
   EXPECT_TRUE(contains(r.err, path)) << r.err;
   EXPECT_TRUE(contains(r.err, "newer")) << r.err;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training options: the best-checkpoint metric, fine-tuning, a diverging run
+// ---------------------------------------------------------------------------------------------
+
+TEST(Cli, BestMetricLossKeepsTheCheckpointWithTheLowestValidationLoss) {
+  TempDir dir;
+  auto config = tiny_config(make_corpus(dir), dir.file("run"));
+  config["training"]["best_metric"] = "loss";
+  config["training"]["valid_every"] = 2;
+  config["training"]["learning_rate"] = 0.05;  // a bumpy validation loss, so the best is not simply the last
+  const auto r = run_train(write_config(dir, config), dir.path());
+  ASSERT_EQ(r.code(), 0) << r.describe();
+  int64_t best_step = -1;
+  double best_loss = std::numeric_limits<double>::infinity();
+  int validations = 0;
+  for (const auto& line : split_lines(read_file(dir.file("run/metrics.jsonl")))) {
+    const auto j = json::parse(line);
+    if (j["type"] != "valid") continue;
+    ++validations;
+    if (j["loss"].get<double>() < best_loss) {
+      best_loss = j["loss"].get<double>();
+      best_step = j["step"].get<int64_t>();
+    }
+  }
+  ASSERT_EQ(validations, 6);
+  const auto best = read_checkpoint(dir.file("run/best.pt"));
+  EXPECT_EQ(best.state.step, best_step);
+  EXPECT_EQ(best.state.best_step, best_step);
+  EXPECT_NEAR(-best.state.best_score, best_loss, 1e-9);
+}
+
+TEST(Cli, InitFromStartsAFreshRunFromTheCheckpointsWeights) {
+  TempDir dir;
+  const auto corpus = make_corpus(dir);
+  const auto first = run_train(write_config(dir, tiny_config(corpus, dir.file("a")), "a.json"), dir.path());
+  ASSERT_EQ(first.code(), 0) << first.describe();
+  // A new run from a's weights with a learning rate too small to move them: its parameters are a's,
+  // its step count starts at 0 and its optimiser is new.
+  auto config_b = tiny_config(corpus, dir.file("b"));
+  config_b["training"]["max_steps"] = 2;
+  config_b["training"]["learning_rate"] = 1e-12;
+  config_b["training"]["seed"] = 99;  // a fresh initialisation would differ
+  const auto b = run_train(write_config(dir, config_b, "b.json"), dir.path(), {"--init-from", dir.file("a/last.pt")});
+  ASSERT_EQ(b.code(), 0) << b.describe();
+  const auto ckpt = read_checkpoint(dir.file("b/last.pt"));
+  EXPECT_EQ(ckpt.state.step, 2);
+  const auto pa = checkpoint_parameters(dir.file("a/last.pt")), pb = checkpoint_parameters(dir.file("b/last.pt"));
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_TRUE(torch::allclose(pa[i].second, pb[i].second, 0, 1e-6)) << pa[i].first;
+  // Fresh optimiser: b's Adam state counts 2 steps, not a's 14.
+  auto model = restore_model(ckpt, torch::kCPU);
+  torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(1e-3));
+  restore_optimizer(ckpt, adam);
+  const auto& states = adam.state();
+  ASSERT_FALSE(states.empty());
+  for (const auto& [key, st] : states)
+    EXPECT_EQ(static_cast<const torch::optim::AdamParamState&>(*st).step(), 2);
+  // A model of another shape cannot start from it.
+  auto config_c = tiny_config(corpus, dir.file("c"));
+  config_c["model"]["hidden_size"] = 32;
+  const auto c = run_train(write_config(dir, config_c, "c.json"), dir.path(), {"--init-from", dir.file("a/last.pt")});
+  EXPECT_EQ(c.code(), 1) << c.describe();
+  EXPECT_TRUE(contains(c.err, "model section differs")) << c.err;
+}
+
+TEST(Cli, DivergingLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
+  TempDir dir;
+  auto config = tiny_config(make_corpus(dir), dir.file("run"));
+  config["training"]["optimizer"] = "sgd";
+  config["training"]["learning_rate"] = 1e38;  // the first update sends the weights to infinity
+  config["training"]["clip_norm"] = 0;
+  config["training"]["checkpoint_every"] = 1;
+  const auto r = run_train(write_config(dir, config), dir.path());
+  EXPECT_EQ(r.code(), 1) << r.describe();
+  EXPECT_TRUE(contains(r.err, "the loss became inf at step 2") || contains(r.err, "the loss became nan at step 2"))
+      << r.err;
+  const auto last = read_checkpoint(dir.file("run/last.pt"));
+  EXPECT_EQ(last.state.step, 1);
+  for (const auto& [name, p] : checkpoint_parameters(dir.file("run/last.pt")))
+    EXPECT_TRUE(torch::isfinite(p).all().item<bool>()) << name;
 }
 
 }  // namespace

@@ -75,6 +75,30 @@ inline void write_file(const std::string& path, const std::string& content) {
   if (!out) throw std::runtime_error("cannot write " + path);
 }
 
+inline const std::vector<std::string> kSourceWords = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"};
+
+// Pairs of 3-8 tokens: the target spells each source word as "x" + word, in the same order.
+inline void write_corpus(const std::string& src_path, const std::string& tgt_path, int pairs, uint32_t seed) {
+  uint32_t state = seed;
+  auto next = [&] {
+    state = state * 1664525u + 1013904223u;
+    return state >> 8;
+  };
+  std::ostringstream src, tgt;
+  for (int i = 0; i < pairs; ++i) {
+    const int n = 3 + static_cast<int>(next() % 6);
+    for (int k = 0; k < n; ++k) {
+      const auto& w = kSourceWords[next() % kSourceWords.size()];
+      src << (k ? " " : "") << w;
+      tgt << (k ? " " : "") << "x" << w;
+    }
+    src << "\n";
+    tgt << "\n";
+  }
+  write_file(src_path, src.str());
+  write_file(tgt_path, tgt.str());
+}
+
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return "";
@@ -103,9 +127,11 @@ inline std::string s2s_binary() {
 }
 
 // Starts `s2s args...` with stdin from `stdin_path` (/dev/null when empty) and stdout/stderr written to
-// the two files. Returns the child's pid.
+// the two files, with this process's environment plus `extra_env` ("NAME=value" entries, which win).
+// Returns the child's pid.
 inline pid_t spawn_s2s(const std::vector<std::string>& args, const std::string& stdin_path,
-                       const std::string& stdout_path, const std::string& stderr_path) {
+                       const std::string& stdout_path, const std::string& stderr_path,
+                       const std::vector<std::string>& extra_env = {}) {
   const std::string binary = s2s_binary();
   std::vector<std::string> argv_storage;
   argv_storage.push_back(binary);
@@ -114,6 +140,18 @@ inline pid_t spawn_s2s(const std::vector<std::string>& args, const std::string& 
   for (auto& a : argv_storage) argv.push_back(a.data());
   argv.push_back(nullptr);
   const std::string in_path = stdin_path.empty() ? "/dev/null" : stdin_path;
+  // The environment is built before fork: the child may only make async-signal-safe calls.
+  std::vector<std::string> env_storage = extra_env;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry = *e;
+    const auto name = entry.substr(0, entry.find('=') + 1);
+    bool overridden = false;
+    for (const auto& x : extra_env) overridden |= x.rfind(name, 0) == 0;
+    if (!overridden) env_storage.push_back(entry);
+  }
+  std::vector<char*> envp;
+  for (auto& e : env_storage) envp.push_back(e.data());
+  envp.push_back(nullptr);
 
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
@@ -129,7 +167,7 @@ inline pid_t spawn_s2s(const std::vector<std::string>& args, const std::string& 
     ::close(in);
     ::close(out);
     ::close(err);
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
   return pid;
