@@ -92,6 +92,7 @@ struct TrainingConfig {
   int64_t epochs = 10;
   double clip_norm = 1.0;                // 0 = no clipping
   double label_smoothing = 0.0;
+  double scheduled_sampling = 0.0;       // probability of feeding the model's own previous prediction
   int64_t seed = 1;
   int64_t threads = 0;                   // 0 = all cores
   std::string device = "auto";           // "auto" | "cpu" | "cuda" | "cuda:N"
@@ -121,6 +122,7 @@ struct TrainingConfig {
     v("epochs", epochs, "stop after this many passes over the data");
     v("clip_norm", clip_norm, "clip the gradient norm to this; 0 = off");
     v("label_smoothing", label_smoothing, "label smoothing of the cross-entropy loss");
+    v("scheduled_sampling", scheduled_sampling, "scheduled sampling: probability that a decoder input is the model's own previous prediction instead of the reference's (0 = teacher forcing)");
     v("seed", seed, "random seed (initialisation, shuffling, dropout)");
     v("threads", threads, "LibTorch intra-op threads; 0 = all cores");
     v("device", device, "\"auto\", \"cpu\", \"cuda\" or \"cuda:N\"");

@@ -1,5 +1,7 @@
 #include "decoder.h"
 
+#include "vocabulary.h"
+
 namespace s2s {
 
 DecoderState DecoderState::index_select(const torch::Tensor& rows) const {
@@ -84,26 +86,63 @@ torch::Tensor DecoderImpl::output(const torch::Tensor& s, const torch::Tensor& c
   return torch::matmul(x, W.t()) + b_out;  // [..., vocab]
 }
 
-DecoderImpl::TeacherForced DecoderImpl::forward(const EncoderOutput& encoded, const torch::Tensor& tgt_in) {
+DecoderImpl::TeacherForced DecoderImpl::forward(const EncoderOutput& encoded, const torch::Tensor& tgt_in,
+                                                double sampling_ratio) {
   TORCH_CHECK(tgt_in.dim() == 2, "decoder: tgt_in must be [batch, tgt_len], got ", tgt_in.sizes());
   auto memory = prepare_memory(encoded);
-  auto inputs = embed(tgt_in);  // all x'_j and W_x x'_j + b in one product
   auto state = init_state(encoded, memory);
   const auto len = tgt_in.size(1);
   std::vector<torch::Tensor> states, contexts, weights;
+  if (sampling_ratio <= 0) {
+    auto inputs = embed(tgt_in);  // all x'_j and W_x x'_j + b in one product
+    for (int64_t j = 0; j < len; ++j) {
+      state = step({inputs.embedding.select(1, j), inputs.projection.select(1, j)}, state, memory);
+      states.push_back(state.cell.h);
+      if (attention_) {
+        contexts.push_back(state.context);
+        weights.push_back(state.weights);
+      }
+    }
+    TeacherForced out;
+    auto S = torch::stack(states, 1);  // [B, T, H]
+    auto C = attention_ ? torch::stack(contexts, 1) : torch::Tensor();
+    out.logits = output(S, C, inputs.embedding);
+    if (attention_) out.weights = torch::stack(weights, 1);  // [B, T, S]
+    return out;
+  }
+  // Scheduled sampling (Bengio et al., 2015): from the second position on, each sentence's input is,
+  // with probability sampling_ratio, the model's own most probable previous token instead of the
+  // reference's. The choice is not differentiated through.
+  std::vector<torch::Tensor> embeddings;
+  torch::Tensor previous_logits;
   for (int64_t j = 0; j < len; ++j) {
-    state = step({inputs.embedding.select(1, j), inputs.projection.select(1, j)}, state, memory);
+    auto tokens = tgt_in.select(1, j);
+    if (j > 0) {
+      torch::NoGradGuard no_grad;
+      auto predicted = previous_logits.argmax(-1);
+      auto use_own = torch::rand({tokens.size(0)}, torch::TensorOptions().device(tokens.device())) < sampling_ratio;
+      // Positions after the reference's end stay <pad> (masked out of the loss either way).
+      use_own &= tokens.ne(Vocabulary::kPad);
+      tokens = torch::where(use_own, predicted, tokens);
+    }
+    auto input = embed(tokens);
+    state = step(input, state, memory);
+    embeddings.push_back(input.embedding);
     states.push_back(state.cell.h);
     if (attention_) {
       contexts.push_back(state.context);
       weights.push_back(state.weights);
     }
+    if (j + 1 < len) {
+      torch::NoGradGuard no_grad;
+      previous_logits = output(state.cell.h, attention_ ? state.context : torch::Tensor(), input.embedding);
+    }
   }
   TeacherForced out;
-  auto S = torch::stack(states, 1);  // [B, T, H]
+  auto S = torch::stack(states, 1);
   auto C = attention_ ? torch::stack(contexts, 1) : torch::Tensor();
-  out.logits = output(S, C, inputs.embedding);
-  if (attention_) out.weights = torch::stack(weights, 1);  // [B, T, S]
+  out.logits = output(S, C, torch::stack(embeddings, 1));
+  if (attention_) out.weights = torch::stack(weights, 1);
   return out;
 }
 

@@ -47,7 +47,8 @@ class DecoderImpl : public torch::nn::Module {
     torch::Tensor logits;   // [batch, tgt_len, vocab]
     torch::Tensor weights;  // [batch, tgt_len, src_len], undefined without attention
   };
-  TeacherForced forward(const EncoderOutput& encoded, const torch::Tensor& tgt_in);
+  // sampling_ratio > 0: scheduled sampling (see decoder.cpp).
+  TeacherForced forward(const EncoderOutput& encoded, const torch::Tensor& tgt_in, double sampling_ratio = 0);
 
   torch::nn::Embedding embedding{nullptr};
   torch::Tensor W_x;       // [gates*hidden, emb]      block of A' for x'_j

@@ -43,9 +43,9 @@ int64_t Seq2SeqImpl::parameter_count() const {
   return n;
 }
 
-DecoderImpl::TeacherForced Seq2SeqImpl::forward(const Batch& batch) {
+DecoderImpl::TeacherForced Seq2SeqImpl::forward(const Batch& batch, double sampling_ratio) {
   auto encoded = encode(batch.src, batch.src_lengths);
-  return decoder->forward(encoded, batch.tgt_in);
+  return decoder->forward(encoded, batch.tgt_in, sampling_ratio);
 }
 
 LossResult sequence_loss(const torch::Tensor& logits, const torch::Tensor& targets, double label_smoothing) {

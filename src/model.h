@@ -15,7 +15,8 @@ class Seq2SeqImpl : public torch::nn::Module {
 
   EncoderOutput encode(const torch::Tensor& src, const torch::Tensor& lengths) { return encoder->forward(src, lengths); }
   // Teacher-forced pass over a batch: logits [batch, tgt_len, vocab] and alpha [batch, tgt_len, src_len].
-  DecoderImpl::TeacherForced forward(const Batch& batch);
+  // sampling_ratio: scheduled sampling's probability of feeding the model's own previous prediction.
+  DecoderImpl::TeacherForced forward(const Batch& batch, double sampling_ratio = 0);
 
   const ModelConfig& config() const { return config_; }
   int64_t parameter_count() const;

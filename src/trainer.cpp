@@ -181,7 +181,7 @@ struct Update {
 
 // The common case: one batch, gradient of the mean loss per token.
 Update single_batch_update(Seq2Seq& model, const Batch& batch, const TrainingConfig& t) {
-  auto out = model->forward(batch);
+  auto out = model->forward(batch, t.scheduled_sampling);
   auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
   Update u;
   u.loss = loss.loss.item<double>();
@@ -200,7 +200,7 @@ Update summed_update(Seq2Seq& model, const std::vector<torch::Tensor>& params, c
   Update u;
   double loss_sum = 0;
   for (const auto& batch : batches) {
-    auto out = model->forward(batch);
+    auto out = model->forward(batch, t.scheduled_sampling);
     auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
     const double mean = loss.loss.item<double>();
     loss_sum += mean * static_cast<double>(loss.tokens);

@@ -659,6 +659,46 @@ TEST(ModelSearch, GreedyIsTheArgmaxLoop) {
   EXPECT_GT(total_tokens, 20) << "the test model should produce more than empty translations";
 }
 
+// Scheduled sampling with ratio 1 feeds the model its own most probable previous token at every
+// position: in eval mode (no dropout) that is exactly greedy decoding, whatever the reference says.
+TEST(ModelScheduledSampling, RatioOneIsGreedyDecodingAndRatioZeroIsTeacherForcing) {
+  for (const auto& [cell, attention] : kSearchConfigs) {
+    SCOPED_TRACE(cell + " " + attention);
+    auto model = search_model(cell, attention, 5);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    std::vector<Example> examples;
+    for (size_t s = 0; s < kSources.size(); ++s) examples.push_back({kSources[s], {4, 9, 4, 9, 4, 9, 4, 9, 4, 9}});
+    const Batch batch = batch_of(examples);
+    const auto own = model->forward(batch, 1.0).logits.argmax(-1);  // [B, T]
+    SearchOptions o;
+    o.max_length_ratio = 10;
+    int64_t compared = 0, differs_from_reference = 0;
+    for (size_t s = 0; s < kSources.size(); ++s) {
+      const auto greedy = greedy_loop(model, kSources[s], o);
+      auto expected = greedy.tokens;
+      expected.push_back(Vocabulary::kEos);
+      for (size_t j = 0; j < std::min<size_t>(expected.size(), 11); ++j) {
+        EXPECT_EQ(own[s][j].item<int64_t>(), expected[j]) << "sentence " << s << " position " << j;
+        ++compared;
+        differs_from_reference += j > 0 && j < 11 && expected[j - 1] != (j % 2 ? 4 : 9);
+      }
+    }
+    EXPECT_GT(compared, 20);
+    EXPECT_GT(differs_from_reference, 5) << "the greedy inputs should differ from the reference inputs";
+    // Ratio 0 is teacher forcing, the default.
+    EXPECT_TRUE(torch::equal(model->forward(batch, 0.0).logits, model->forward(batch).logits));
+    // Ratio 0.5: the first position is always the reference's <s>; later ones change; seeded draws.
+    torch::manual_seed(11);
+    const auto half = model->forward(batch, 0.5).logits;
+    const auto forced = model->forward(batch).logits;
+    EXPECT_TRUE(torch::allclose(half.select(1, 0), forced.select(1, 0)));
+    EXPECT_FALSE(torch::allclose(half, forced));
+    torch::manual_seed(11);
+    EXPECT_TRUE(torch::equal(model->forward(batch, 0.5).logits, half));
+  }
+}
+
 TEST(ModelSearch, ResultsDoNotDependOnTheBatchSize) {
   for (const auto& [cell, attention] : kSearchConfigs) {
     auto model = search_model(cell, attention, 6);
