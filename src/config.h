@@ -38,7 +38,7 @@ struct DataConfig {
     v("split_punctuation", split_punctuation, "word tokenizer: split punctuation from words");
     v("min_freq", min_freq, "word vocabulary: minimum token count");
     v("max_size", max_size, "word vocabulary: maximum size, 0 = unlimited");
-    v("vocab_size", vocab_size, "sentencepiece: pieces per trained model, <pad> <unk> <s> </s> included (fewer if the text is too small)");
+    v("vocab_size", vocab_size, "sentencepiece: pieces per trained model, the four special tokens included (fewer if the text is too small)");
     v("spm_model_type", spm_model_type, "sentencepiece: \"unigram\" or \"bpe\" models are trained from the training text");
     v("spm_model", spm_model, "sentencepiece: an existing .model file to use instead of training; both sides unless spm_model_tgt is set");
     v("spm_model_tgt", spm_model_tgt, "sentencepiece: an existing .model file for the target side (needs spm_model for the source side)");
