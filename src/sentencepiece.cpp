@@ -73,9 +73,13 @@ SentencePieceTokenizer::~SentencePieceTokenizer() = default;
 SpmProcess& SentencePieceTokenizer::process() const {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!process_) {
-    auto p = std::make_unique<SpmProcess>();
-    pieces_ = p->call({"load", model_}, origin_);
-    process_ = std::move(p);
+    process_ = std::make_unique<SpmProcess>();
+    try {
+      pieces_ = process_->call({"load", model_}, origin_);
+    } catch (const Error& e) {
+      process_->disable(e.what());  // later calls repeat this error instead of starting another helper
+      throw;
+    }
   }
   return *process_;
 }

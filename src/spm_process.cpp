@@ -103,18 +103,23 @@ std::string SpmProcess::exit_description() {
 }
 
 void SpmProcess::fail(const std::string& context, const std::string& what) {
-  broken_ = true;
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
   }
-  throw Error(context + ": the SentencePiece helper " + path_ + " failed: " + what + "; " + exit_description());
+  broken_ = context + ": the SentencePiece helper " + path_ + " failed: " + what + "; " + exit_description();
+  throw Error(broken_);
+}
+
+void SpmProcess::disable(const std::string& error) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  broken_ = error;
 }
 
 std::vector<std::string> SpmProcess::call(const std::vector<std::string>& request, const std::string& context,
                                           double timeout_s) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (broken_) throw Error(context + ": the SentencePiece helper " + path_ + " stopped working earlier");
+  if (!broken_.empty()) throw Error(broken_);
 
   const std::string bytes = proto::frame(request);
   for (size_t sent = 0; sent < bytes.size();) {

@@ -26,6 +26,8 @@ class SpmProcess {
   // process is unusable afterwards. Calls from several threads are serialised.
   std::vector<std::string> call(const std::vector<std::string>& request, const std::string& context,
                                 double timeout_s = 300);
+  // Makes every later call fail at once with `error` (for a helper that could not load its model).
+  void disable(const std::string& error);
 
  private:
   [[noreturn]] void fail(const std::string& context, const std::string& what);
@@ -34,7 +36,7 @@ class SpmProcess {
   std::string path_;
   pid_t pid_ = -1;
   int fd_ = -1;
-  bool broken_ = false;
+  std::string broken_;  // why the helper is unusable; empty while it works
   std::mutex mutex_;
 };
 
