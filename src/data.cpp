@@ -80,7 +80,9 @@ nlohmann::json TextCodec::to_json() const {
 TextCodec TextCodec::from_json(const nlohmann::json& j) {
   TextCodec c;
   c.src_tokenizer = tokenizer_from_json(j.at("src_tokenizer"));
-  c.tgt_tokenizer = tokenizer_from_json(j.at("tgt_tokenizer"));
+  // A joint model is written twice; read back, both sides share one tokenizer (and one helper process).
+  c.tgt_tokenizer = j.at("tgt_tokenizer") == j.at("src_tokenizer") ? c.src_tokenizer
+                                                                    : tokenizer_from_json(j.at("tgt_tokenizer"));
   c.src_vocab = Vocabulary::from_json(j.at("src_vocab"));
   c.tgt_vocab = Vocabulary::from_json(j.at("tgt_vocab"));
   return c;
