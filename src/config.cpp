@@ -206,6 +206,13 @@ void validate_config(const Config& c, const std::string& origin) {
   check(d.min_freq >= 1, origin, "data.min_freq", "must be at least 1");
   check(d.max_size >= 0, origin, "data.max_size", "must be 0 (unlimited) or positive");
   check(d.vocab_size >= 8, origin, "data.vocab_size", "must be at least 8");
+  check_one_of(d.spm_model_type, {"unigram", "bpe"}, origin, "data.spm_model_type");
+  check(d.spm_model.empty() || d.tokenizer == "sentencepiece", origin, "data.spm_model",
+        "is set, but data.tokenizer is \"" + d.tokenizer + "\", not \"sentencepiece\"");
+  check(d.spm_model_tgt.empty() || !d.spm_model.empty(), origin, "data.spm_model_tgt",
+        "needs data.spm_model (the source side's model) as well");
+  check(d.spm_model_tgt.empty() || !d.shared_vocab, origin, "data.shared_vocab",
+        "cannot be true with two models (data.spm_model and data.spm_model_tgt)");
   check(d.max_len >= 1, origin, "data.max_len", "must be positive");
   check(d.max_length_ratio >= 0, origin, "data.max_length_ratio", "must be 0 (off) or positive");
   check_one_of(m.cell, {"rnn", "gru", "lstm"}, origin, "model.cell");

@@ -18,6 +18,9 @@ struct DataConfig {
   int64_t min_freq = 1;              // word vocabulary: drop rarer tokens (they become <unk>)
   int64_t max_size = 0;              // word vocabulary: keep the most frequent N (0 = no limit)
   int64_t vocab_size = 8000;         // sentencepiece vocabulary size
+  std::string spm_model_type = "unigram";  // sentencepiece training: "unigram" | "bpe"
+  std::string spm_model;             // sentencepiece: an existing .model (source side, or both sides)
+  std::string spm_model_tgt;         // sentencepiece: an existing .model for the target side
   bool shared_vocab = false;         // one vocabulary for both sides
   int64_t max_len = 100;             // drop training pairs longer than this (tokens, either side)
   double max_length_ratio = 0.0;     // drop training pairs whose length ratio exceeds this (0 = off)
@@ -35,8 +38,11 @@ struct DataConfig {
     v("split_punctuation", split_punctuation, "word tokenizer: split punctuation from words");
     v("min_freq", min_freq, "word vocabulary: minimum token count");
     v("max_size", max_size, "word vocabulary: maximum size, 0 = unlimited");
-    v("vocab_size", vocab_size, "sentencepiece vocabulary size");
-    v("shared_vocab", shared_vocab, "one vocabulary for source and target");
+    v("vocab_size", vocab_size, "sentencepiece: pieces per trained model, the four special tokens included (fewer if the text is too small)");
+    v("spm_model_type", spm_model_type, "sentencepiece: \"unigram\" or \"bpe\" models are trained from the training text");
+    v("spm_model", spm_model, "sentencepiece: an existing .model file to use instead of training; both sides unless spm_model_tgt is set");
+    v("spm_model_tgt", spm_model_tgt, "sentencepiece: an existing .model file for the target side (needs spm_model for the source side)");
+    v("shared_vocab", shared_vocab, "one vocabulary for source and target (sentencepiece: one model trained on both sides)");
     v("max_len", max_len, "drop training pairs longer than this many tokens on either side");
     v("max_length_ratio", max_length_ratio, "drop training pairs whose length ratio exceeds this; 0 = off");
   }

@@ -1,9 +1,11 @@
 #include "data.h"
 
+#include <chrono>
 #include <fstream>
 #include <map>
 #include <numeric>
 #include <random>
+#include <sstream>
 
 #include <spdlog/spdlog.h>
 
@@ -78,15 +80,76 @@ nlohmann::json TextCodec::to_json() const {
 TextCodec TextCodec::from_json(const nlohmann::json& j) {
   TextCodec c;
   c.src_tokenizer = tokenizer_from_json(j.at("src_tokenizer"));
-  c.tgt_tokenizer = tokenizer_from_json(j.at("tgt_tokenizer"));
+  // A joint model is written twice; read back, both sides share one tokenizer (and one helper process).
+  c.tgt_tokenizer = j.at("tgt_tokenizer") == j.at("src_tokenizer") ? c.src_tokenizer
+                                                                    : tokenizer_from_json(j.at("tgt_tokenizer"));
   c.src_vocab = Vocabulary::from_json(j.at("src_vocab"));
   c.tgt_vocab = Vocabulary::from_json(j.at("tgt_vocab"));
   return c;
 }
 
+namespace {
+
+// Pieces of a SentencePiece model in Vocabulary's order: specials first (trained models have them at
+// the same ids), then the model's pieces by id.
+Vocabulary vocabulary_of(const SentencePieceTokenizer& tokenizer) {
+  nlohmann::json tokens = Vocabulary::specials();
+  for (const auto& p : tokenizer.pieces()) tokens.push_back(p);
+  return Vocabulary::from_json(tokens);
+}
+
+std::shared_ptr<SentencePieceTokenizer> load_spm_model(const std::string& key, const std::string& path, bool lowercase) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(key + ": " + path + ": cannot open the SentencePiece model");
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  auto t = std::make_shared<SentencePieceTokenizer>(bytes.str(), lowercase, key + ": " + path);
+  t->pieces();  // starts the helper: a file that is no model is reported here, naming the key
+  return t;
+}
+
+TextCodec build_sentencepiece(const DataConfig& config, const ParallelText& train) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  TextCodec c;
+  SentencePieceTrainOptions o;
+  o.model_type = config.spm_model_type;
+  o.vocab_size = config.vocab_size;
+  o.lowercase = config.lowercase;
+  std::string how;
+  if (!config.spm_model.empty()) {
+    c.src_tokenizer = load_spm_model("data.spm_model", config.spm_model, config.lowercase);
+    c.tgt_tokenizer = config.spm_model_tgt.empty()
+                          ? c.src_tokenizer
+                          : load_spm_model("data.spm_model_tgt", config.spm_model_tgt, config.lowercase);
+    how = "loaded from " + config.spm_model + (config.spm_model_tgt.empty() ? "" : " and " + config.spm_model_tgt);
+  } else if (config.shared_vocab) {
+    std::vector<std::string> both = train.src;
+    both.insert(both.end(), train.tgt.begin(), train.tgt.end());
+    c.src_tokenizer = SentencePieceTokenizer::train(both, o, "both sides of " + config.train_src);
+    c.tgt_tokenizer = c.src_tokenizer;
+    how = "one " + o.model_type + " model trained on both sides";
+  } else {
+    const std::string src_file = config.train_src + (config.train_tgt.empty() ? " (source column)" : "");
+    const std::string tgt_file = config.train_tgt.empty() ? config.train_src + " (target column)" : config.train_tgt;
+    c.src_tokenizer = SentencePieceTokenizer::train(train.src, o, src_file);
+    c.tgt_tokenizer = SentencePieceTokenizer::train(train.tgt, o, tgt_file);
+    how = "one " + o.model_type + " model per side";
+  }
+  c.src_vocab = vocabulary_of(static_cast<const SentencePieceTokenizer&>(*c.src_tokenizer));
+  c.tgt_vocab = c.tgt_tokenizer == c.src_tokenizer
+                    ? c.src_vocab
+                    : vocabulary_of(static_cast<const SentencePieceTokenizer&>(*c.tgt_tokenizer));
+  spdlog::info("[data] sentencepiece: {} in {:.1f} s", how,
+               std::chrono::duration<double>(Clock::now() - t0).count());
+  return c;
+}
+
+}  // namespace
+
 TextCodec TextCodec::build(const DataConfig& config, const ParallelText& train) {
-  if (config.tokenizer != "word")
-    throw Error("data.tokenizer: \"" + config.tokenizer + "\" is not available in this build yet");
+  if (config.tokenizer == "sentencepiece") return build_sentencepiece(config, train);
+  if (config.tokenizer != "word") throw Error("data.tokenizer: \"" + config.tokenizer + "\" is not known");
   TextCodec c;
   WordTokenizerOptions o;
   o.lowercase = config.lowercase;
@@ -114,9 +177,12 @@ std::vector<Example> encode_corpus(const ParallelText& text, const TextCodec& co
   FilterStats s;
   std::vector<Example> out;
   out.reserve(text.src.size());
+  const auto src_tokens = codec.src_tokenizer->tokenize_all(text.src);
+  const auto tgt_tokens = codec.tgt_tokenizer->tokenize_all(text.tgt);
   for (size_t i = 0; i < text.src.size(); ++i) {
     ++s.read;
-    Example e{codec.encode_src(text.src[i]), codec.encode_tgt(text.tgt[i])};
+    Example e{codec.src_vocab.encode(src_tokens[i]), codec.tgt_vocab.encode(tgt_tokens[i])};
+    e.src.push_back(Vocabulary::kEos);
     const auto ls = static_cast<int64_t>(e.src.size()) - 1, lt = static_cast<int64_t>(e.tgt.size());
     if (filter) {
       if (ls == 0 || lt == 0) { ++s.empty; continue; }

@@ -49,6 +49,13 @@ std::string WordTokenizer::detokenize(const std::vector<std::string>& tokens) co
   return out;
 }
 
+std::vector<std::vector<std::string>> Tokenizer::tokenize_all(const std::vector<std::string>& lines) const {
+  std::vector<std::vector<std::string>> out;
+  out.reserve(lines.size());
+  for (const auto& line : lines) out.push_back(tokenize(line));
+  return out;
+}
+
 nlohmann::json WordTokenizer::to_json() const {
   return {{"type", "word"}, {"lowercase", options_.lowercase}, {"split_punctuation", options_.split_punctuation}};
 }
@@ -61,6 +68,7 @@ std::unique_ptr<Tokenizer> tokenizer_from_json(const nlohmann::json& j) {
     o.split_punctuation = j.value("split_punctuation", false);
     return std::make_unique<WordTokenizer>(o);
   }
+  if (type == "sentencepiece") return SentencePieceTokenizer::from_json(j);
   throw Error("unknown tokenizer type \"" + type + "\" in the checkpoint");
 }
 

@@ -210,7 +210,7 @@ TEST(Config, JsonRoundTrip) {
   const json j = config_to_json(c);
   // Every section lists every key (a writer that forgets one would lose settings on resume).
   EXPECT_EQ(j.at("model").size(), 14u);
-  EXPECT_EQ(j.at("data").size(), 15u);
+  EXPECT_EQ(j.at("data").size(), 18u);
   EXPECT_EQ(j.at("training").size(), 27u);
   const Config back = config_from_json(j, "round-trip");
   EXPECT_EQ(config_to_json(back), j);
