@@ -191,6 +191,17 @@ TEST(Cli, TrainMissingTrainingFileNamesThePath) {
   EXPECT_FALSE(fs::exists(dir.file("run/last.pt")));
 }
 
+TEST(Cli, TrainingCorpusEmptyAfterFilteringIsAnErrorBeforeTraining) {
+  TempDir dir;
+  auto config = tiny_config(make_corpus(dir), dir.file("run"));
+  config["data"]["max_len"] = 2;  // every pair has 3 to 8 tokens
+  const auto r = run_train(write_config(dir, config), dir.path());
+  EXPECT_EQ(r.code(), 1) << r.describe();
+  EXPECT_TRUE(contains(r.err, dir.file("train.src") + ": no training pairs left after filtering")) << r.err;
+  EXPECT_TRUE(contains(r.err, "40 pairs read, 0 kept; dropped: 0 empty, 40 longer than 2 tokens")) << r.err;
+  EXPECT_FALSE(fs::exists(dir.file("run/last.pt")));
+}
+
 TEST(Cli, ResumeAutoWithoutCheckpointStartsFresh) {
   TempDir dir;
   const auto corpus = make_corpus(dir);
