@@ -3,20 +3,21 @@
 #   scripts/bench_compare.sh OLD_S2S NEW_S2S [ROUNDS]     (e.g. a copy of build/s2s made before a change)
 # Each round runs, for each binary, `s2s bench --part train` (variant rnn+bahdanau unless VARIANTS is set)
 # and `--part translate`; the summary gives the median over rounds of each figure and NEW/OLD.
-# The translations' output hashes show whether the two programs translate test2016 identically.
+# THREADS=1 compares single-threaded runs (steadier on a shared machine). The translations' output hashes show whether the two programs translate test2016 identically.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OLD=$1 NEW=$2 ROUNDS=${3:-3}
 VARIANTS=${VARIANTS:-rnn+bahdanau}
+THREADS=${THREADS:-0}  # LibTorch threads of both programs (0 = all cores); BLAS threads: S2S_BLAS_THREADS
 CHECKPOINT=${CHECKPOINT:-runs/multi30k_de_en/best.pt}
 OUT=$(mktemp -d /tmp/s2s-compare-XXXXXX)
 for r in $(seq 1 "$ROUNDS"); do
   for which in old new; do
     bin=$OLD; [ "$which" = new ] && bin=$NEW
     for v in $VARIANTS; do
-      "$bin" bench --part train --variant "$v" --config configs/multi30k_de_en.json --output "$OUT/$which-train-$v-$r.json" 2>/dev/null
+      "$bin" bench --part train --variant "$v" --threads "$THREADS" --config configs/multi30k_de_en.json --output "$OUT/$which-train-$v-$r.json" 2>/dev/null
     done
-    "$bin" bench --part translate --config configs/multi30k_de_en.json --checkpoint "$CHECKPOINT" \
+    "$bin" bench --part translate --threads "$THREADS" --config configs/multi30k_de_en.json --checkpoint "$CHECKPOINT" \
       --output "$OUT/$which-translate-$r.json" 2>/dev/null
     echo "[compare] round $r $which done" >&2
   done
