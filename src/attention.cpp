@@ -5,7 +5,8 @@
 namespace s2s {
 
 AttentionMemory AttentionMemory::index_select(const torch::Tensor& rows) const {
-  return {keys.index_select(0, rows), values.index_select(0, rows), mask.index_select(0, rows)};
+  auto select = [&](const torch::Tensor& t) { return t.defined() ? t.index_select(0, rows) : torch::Tensor(); };
+  return {select(keys), select(values), select(mask)};  // keys and values are undefined without attention
 }
 
 torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask) {

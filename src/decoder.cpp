@@ -1,5 +1,6 @@
 #include "decoder.h"
 
+#include "row_parallel.h"
 #include "vocabulary.h"
 
 namespace s2s {
@@ -83,7 +84,7 @@ torch::Tensor DecoderImpl::output(const torch::Tensor& s, const torch::Tensor& c
   }
   x = torch::dropout(x, dropout_, is_training());
   const auto& W = tied_ ? embedding->weight : W_out;
-  return torch::matmul(x, W.t()) + b_out;  // [..., vocab]
+  return linear_rows(x, W, b_out);  // [..., vocab] = x W^T + b_out
 }
 
 DecoderImpl::TeacherForced DecoderImpl::forward(const EncoderOutput& encoded, const torch::Tensor& tgt_in,

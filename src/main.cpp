@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "bench.h"
 #include "commands.h"
 #include "config.h"
 #include "error.h"
@@ -35,7 +36,7 @@ void add_search_options(CLI::App* cmd, s2s::TranslatorOptions& o) {
 int main(int argc, char** argv) {
   // Only the commands that multiply matrices pay for the re-execution that picks OpenBLAS kernels.
   if (argc > 1 && (std::string(argv[1]) == "train" || std::string(argv[1]) == "translate" ||
-                   std::string(argv[1]) == "evaluate"))
+                   std::string(argv[1]) == "evaluate" || std::string(argv[1]) == "bench"))
     s2s::select_openblas_kernels(argv);
   s2s::tune_allocator();
   s2s::setup_logging();
@@ -98,6 +99,29 @@ int main(int argc, char** argv) {
   auto* config_cmd = app.add_subcommand("config", "print every config key with its default and meaning");
   config_cmd->add_flag("--markdown", config_markdown, "as a Markdown table");
 
+  s2s::BenchOptions bench;
+  auto* bench_cmd = app.add_subcommand("bench", "measure matrix-product rate, training and translation speed (JSON + table)");
+  bench_cmd->add_option("--part", bench.part, "all, or one part in this process: ceiling, train or translate")
+      ->capture_default_str()->check(CLI::IsMember({"all", "ceiling", "train", "translate"}));
+  bench_cmd->add_option("--config", bench.config, "config whose data and model are measured")->capture_default_str();
+  bench_cmd->add_option("--checkpoint", bench.checkpoint, "trained model for the translation part (random weights if missing)")
+      ->capture_default_str();
+  bench_cmd->add_option("--output,-o", bench.output, "JSON file (all: default bench/results-HOST.json; a part: stdout)");
+  bench_cmd->add_option("--variants", bench.variants, "training variants cell+attention")->capture_default_str();
+  bench_cmd->add_option("--layouts", bench.layouts, "thread layouts LIBTORCH/BLAS for the first variant (cores = all)")
+      ->capture_default_str();
+  bench_cmd->add_option("--variant", bench.variant, "train part: the variant to measure");
+  bench_cmd->add_option("--threads", bench.threads, "one part: LibTorch threads; 0 = all cores")->capture_default_str();
+  bench_cmd->add_option("--batch-size", bench.batch_size, "sentences per batch")->capture_default_str()->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--warmup-steps", bench.warmup_steps, "untimed training steps first")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  bench_cmd->add_option("--interval-steps", bench.interval_steps, "training steps per timed interval")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--intervals", bench.intervals, "timed intervals (the median is reported)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--translate-repeats", bench.translate_repeats, "greedy passes over the test set (beam: one fewer)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*train_cmd) return s2s::train(train);
@@ -105,6 +129,7 @@ int main(int argc, char** argv) {
     if (*ev_cmd) return s2s::run_evaluate(ev);
     if (*bleu_cmd) return s2s::run_bleu(bleu);
     if (*chrf_cmd) return s2s::run_chrf(chrf);
+    if (*bench_cmd) return s2s::run_bench(bench);
     if (*info_cmd) return s2s::run_info(info_ckpt, info_json);
     if (*config_cmd) {
       std::cout << s2s::config_reference(config_markdown);

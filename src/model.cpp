@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include "row_parallel.h"
 #include "vocabulary.h"
 
 namespace s2s {
@@ -50,21 +51,13 @@ DecoderImpl::TeacherForced Seq2SeqImpl::forward(const Batch& batch, double sampl
 
 LossResult sequence_loss(const torch::Tensor& logits, const torch::Tensor& targets, double label_smoothing) {
   const auto V = logits.size(-1);
-  auto logp = torch::log_softmax(logits.reshape({-1, V}), -1);  // [N, V]
-  auto flat = targets.reshape({-1});                               // [N]
-  auto real = flat.ne(Vocabulary::kPad);
-  auto nll = -logp.gather(1, flat.clamp_min(0).unsqueeze(1)).squeeze(1);  // [N]
-  nll = nll.masked_fill(real.logical_not(), 0);
+  auto flat = targets.reshape({-1});  // [N]
+  // Per row: (1 - s) * nll + s * cross-entropy to the uniform distribution; 0 on padding.
+  auto rows = cross_entropy_rows(logits.reshape({-1, V}), flat, label_smoothing, Vocabulary::kPad);
   LossResult r;
-  r.tokens = real.sum().item<int64_t>();
-  auto nll_sum = nll.sum();
-  r.sum_nll = nll_sum.item<double>();
-  auto total = nll_sum;
-  if (label_smoothing > 0) {
-    auto smooth = -logp.mean(1).masked_fill(real.logical_not(), 0).sum();  // uniform-target cross-entropy
-    total = (1 - label_smoothing) * nll_sum + label_smoothing * smooth;
-  }
-  r.loss = total / std::max<int64_t>(r.tokens, 1);
+  r.tokens = flat.ne(Vocabulary::kPad).sum().item<int64_t>();
+  r.sum_nll = rows.nll.sum().item<double>();
+  r.loss = rows.loss.sum() / std::max<int64_t>(r.tokens, 1);
   return r;
 }
 

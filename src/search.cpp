@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <numeric>
 
 #include "vocabulary.h"
 
@@ -91,21 +92,27 @@ std::vector<std::vector<Hypothesis>> search(Seq2Seq& model, const Batch& batch, 
   auto memory = decoder->prepare_memory(encoded);
   auto state = decoder->init_state(encoded, memory);
 
-  std::vector<double> log_prob(B * K, kNegInf);
+  // Only the sentences still searched keep rows in the tensors: `active` lists them, and local row
+  // i * K + k holds beam k of sentence active[i]. The records keep global slots (b * K + k).
+  std::vector<int64_t> active(B);
+  std::iota(active.begin(), active.end(), 0);
+  std::vector<double> log_prob(B * K, kNegInf);  // per local row
   for (int64_t b = 0; b < B; ++b) log_prob[b * K] = 0;  // one live hypothesis per sentence to start
   std::vector<int64_t> prev_tokens(B * K, Vocabulary::kBos);
   std::vector<std::vector<Finished>> finished(B);
   std::vector<bool> done(B, false);
   std::vector<StepRecord> history;
+  const auto long_options = torch::TensorOptions().dtype(torch::kInt64);
 
   for (int64_t t = 0; t < longest; ++t) {
+    const int64_t A = static_cast<int64_t>(active.size());
     auto input = decoder->embed(torch::tensor(prev_tokens, torch::kInt64).to(device));
     state = decoder->step(input, state, memory);
-    auto logits = decoder->output(state.cell.h, state.context, input.embedding);  // [B*K, V]
+    auto logits = decoder->output(state.cell.h, state.context, input.embedding);  // [A*K, V]
     auto logp = torch::log_softmax(logits.to(torch::kFloat32), -1);
     const int64_t V = logp.size(1);
     auto total = logp + torch::tensor(log_prob, torch::kFloat64).to(torch::kFloat32).to(device).unsqueeze(1);
-    auto top = total.view({B, K * V}).topk(std::min<int64_t>(2 * K, K * V), 1);
+    auto top = total.view({A, K * V}).topk(std::min<int64_t>(2 * K, K * V), 1);
     auto top_values = std::get<0>(top).to(torch::kCPU).contiguous();
     auto top_indices = std::get<1>(top).to(torch::kCPU).contiguous();
     auto tv = top_values.accessor<float, 2>();
@@ -114,40 +121,66 @@ std::vector<std::vector<Hypothesis>> search(Seq2Seq& model, const Batch& batch, 
     StepRecord rec;
     rec.token.assign(B * K, Vocabulary::kPad);
     rec.parent.resize(B * K);
-    if (state.weights.defined()) rec.weights = state.weights.to(torch::kCPU, torch::kFloat32).contiguous();
-    std::vector<double> next_log_prob(B * K, kNegInf);
-    for (int64_t b = 0; b < B; ++b) {
+    for (int64_t b = 0; b < B; ++b)
       for (int64_t k = 0; k < K; ++k) rec.parent[b * K + k] = b * K;  // placeholder for unused slots
-      if (done[b]) continue;
+    if (state.weights.defined()) {
+      // Rows of the global slots, so that tracing back does not depend on which sentences were active.
+      auto local = state.weights.to(torch::kCPU, torch::kFloat32);
+      std::vector<int64_t> slots;
+      for (int64_t b : active)
+        for (int64_t k = 0; k < K; ++k) slots.push_back(b * K + k);
+      rec.weights = torch::zeros({B * K, local.size(1)}, local.options());
+      rec.weights.index_copy_(0, torch::tensor(slots, long_options), local);
+    }
+    std::vector<double> next_log_prob(A * K, kNegInf);
+    std::vector<int64_t> next_parent(A * K);  // local row each next row continues
+    for (int64_t i = 0; i < A; ++i) {
+      const int64_t b = active[i];
+      for (int64_t k = 0; k < K; ++k) next_parent[i * K + k] = i * K;
       const bool last_step = t + 1 >= max_len[b];
       int64_t alive = 0;
       for (int64_t c = 0; c < top_values.size(1) && alive < K; ++c) {
-        const double value = tv[b][c];
+        const double value = tv[i][c];
         if (std::isinf(value)) break;
-        const int64_t parent = b * K + ti[b][c] / V, token = ti[b][c] % V;
+        const int64_t beam = ti[i][c] / V, token = ti[i][c] % V;
         const int64_t slot = b * K + alive;
         rec.token[slot] = token;
-        rec.parent[slot] = parent;
+        rec.parent[slot] = b * K + beam;
+        next_parent[i * K + alive] = i * K + beam;
         if (token == Vocabulary::kEos || last_step) {
           // A finished hypothesis keeps its own slot in this step's record only for tracing back.
           finished[b].push_back({t, slot, value, normalise(value, t + 1, options.length_penalty)});
           ++alive;  // the slot is used by the record; it is not continued (log-prob stays -inf)
           continue;
         }
-        next_log_prob[slot] = value;
+        next_log_prob[i * K + alive] = value;
         ++alive;
       }
       bool any_alive = false;
-      for (int64_t k = 0; k < K; ++k) any_alive |= !std::isinf(next_log_prob[b * K + k]);
+      for (int64_t k = 0; k < K; ++k) any_alive |= !std::isinf(next_log_prob[i * K + k]);
       if (static_cast<int64_t>(finished[b].size()) >= K || !any_alive || last_step) done[b] = true;
     }
     history.push_back(rec);
-    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
 
-    auto parents = torch::tensor(rec.parent, torch::kInt64).to(device);
-    state = state.index_select(parents);
-    log_prob = std::move(next_log_prob);
-    prev_tokens = rec.token;
+    // Next rows: the continued hypotheses of the sentences not done, in the same order.
+    std::vector<int64_t> still_active, rows, memory_rows, tokens;
+    std::vector<double> kept_log_prob;
+    for (int64_t i = 0; i < A; ++i) {
+      if (done[active[i]]) continue;
+      still_active.push_back(active[i]);
+      for (int64_t k = 0; k < K; ++k) {
+        rows.push_back(next_parent[i * K + k]);
+        memory_rows.push_back(i * K + k);
+        tokens.push_back(rec.token[active[i] * K + k]);
+        kept_log_prob.push_back(next_log_prob[i * K + k]);
+      }
+    }
+    if (still_active.empty()) break;
+    state = state.index_select(torch::tensor(rows, long_options).to(device));
+    if (still_active.size() < active.size()) memory = memory.index_select(torch::tensor(memory_rows, long_options).to(device));
+    active = std::move(still_active);
+    log_prob = std::move(kept_log_prob);
+    prev_tokens = std::move(tokens);
   }
 
   std::vector<std::vector<Hypothesis>> results(B);

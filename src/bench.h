@@ -1,0 +1,48 @@
+// `s2s bench`: speed of this machine and of this program, in one run, as one JSON file and a table.
+//
+// The parts, each measured in a child process of its own (so that each has its own peak resident
+// memory and its own thread layout):
+//   ceiling    float32 matrix-product rate through LibTorch (torch::mm) for a large square product
+//              and for the shapes the model multiplies, with 1 BLAS thread and with one per core;
+//   train      target tokens/s of the training step (forward, loss, backward, clipping, optimiser),
+//              median of several timed intervals after a warm-up, with the floating-point
+//              operations counted from the model's shapes (training_flops) and so the GFLOP/s achieved;
+//   translate  test-set sentences/s, greedy and beam 5.
+// The benchmark calls the same functions as `s2s train` and `s2s translate`; it only times them.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config.h"
+
+namespace s2s {
+
+struct BenchOptions {
+  std::string part = "all";  // all | ceiling | train | translate (all runs the others as child processes)
+  std::string config = "configs/multi30k_de_en.json";
+  std::string checkpoint = "runs/multi30k_de_en/best.pt";  // translate; random weights if missing (said in the output)
+  std::string output;        // JSON file; default bench/results-<host>.json (all) or stdout (one part)
+  // Training variants "cell+attention" (rnn+bahdanau, rnn+qkv, gru+bahdanau, ...).
+  std::vector<std::string> variants{"rnn+bahdanau", "rnn+qkv", "gru+bahdanau"};
+  // Thread layouts "LibTorch/BLAS" for the first variant; "default" is what `s2s train` chooses.
+  std::vector<std::string> layouts{"default", "1/1", "cores/cores"};
+  int64_t batch_size = 64;
+  int64_t warmup_steps = 10;
+  int64_t interval_steps = 10;
+  int64_t intervals = 5;
+  int64_t translate_repeats = 3;  // greedy; beam 5 is timed max(1, repeats - 1) times
+  int64_t threads = 0;            // LibTorch threads of a part; 0 = all cores (BLAS threads: S2S_BLAS_THREADS)
+  std::string variant;            // train part: the one variant to measure
+};
+int run_bench(const BenchOptions& options);
+
+// Forward multiply-adds of one teacher-forced batch of `batch` sentences padded to `src_len` source and
+// `tgt_len` target tokens, counted from the model's matrix shapes (see bench.cpp for the terms).
+double forward_multiply_adds(const ModelConfig& m, int64_t tgt_vocab, int64_t batch, int64_t src_len, int64_t tgt_len);
+// Floating-point operations of one training step: 2 per multiply-add, backward twice the forward.
+double training_flops(const ModelConfig& m, int64_t tgt_vocab, int64_t batch, int64_t src_len, int64_t tgt_len);
+
+}  // namespace s2s

@@ -1,0 +1,142 @@
+#include "row_parallel.h"
+
+#include <ATen/Parallel.h>
+
+namespace s2s {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Rows per block: about 256 K numbers (1 MiB of float32), so that a block's temporaries stay in L2.
+int64_t block_rows(int64_t columns) { return std::max<int64_t>(8, (int64_t{1} << 18) / std::max<int64_t>(columns, 1)); }
+
+// at::parallel_for over [0, n) in blocks of at least `grain`. Worker threads do not inherit the caller's
+// autograd mode, so each block runs without gradient recording (the callers work on detached tensors).
+template <class F>
+void for_blocks(int64_t n, int64_t grain, const F& f) {
+  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
+    torch::NoGradGuard no_grad;
+    f(begin, end);
+  });
+}
+
+class LinearRows : public torch::autograd::Function<LinearRows> {
+ public:
+  // x [N, K], W [V, K], b [V] -> [N, V]
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor W, torch::Tensor b) {
+    x = x.detach().contiguous();
+    auto w = W.detach(), bias = b.detach();
+    auto y = torch::empty({x.size(0), w.size(0)}, x.options());
+    for_blocks(x.size(0), 16, [&](int64_t begin, int64_t end) {
+      auto out = y.narrow(0, begin, end - begin);
+      torch::addmm_out(out, bias, x.narrow(0, begin, end - begin), w.t());
+    });
+    ctx->save_for_backward({x, W});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto x = saved[0].detach(), w = saved[1].detach();
+    const auto gy = grads[0].detach().contiguous();  // [N, V]
+    torch::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0)) {
+      gx = torch::empty_like(x);
+      for_blocks(x.size(0), 16, [&](int64_t begin, int64_t end) {
+        auto out = gx.narrow(0, begin, end - begin);
+        torch::mm_out(out, gy.narrow(0, begin, end - begin), w);
+      });
+    }
+    if (ctx->needs_input_grad(1) || ctx->needs_input_grad(2)) {
+      gw = torch::empty_like(w);
+      gb = torch::empty({w.size(0)}, w.options());
+      for_blocks(w.size(0), 64, [&](int64_t begin, int64_t end) {
+        auto g = gy.narrow(1, begin, end - begin);  // [N, rows of W]
+        auto out_w = gw.narrow(0, begin, end - begin);
+        auto out_b = gb.narrow(0, begin, end - begin);
+        torch::mm_out(out_w, g.t(), x);
+        torch::sum_out(out_b, g, {0});
+      });
+    }
+    return {gx, gw, gb};
+  }
+};
+
+class CrossEntropyRows : public torch::autograd::Function<CrossEntropyRows> {
+ public:
+  // logits [N, V], targets [N] -> {loss [N], nll [N]}
+  static variable_list forward(AutogradContext* ctx, torch::Tensor logits, torch::Tensor targets, double smoothing,
+                               int64_t pad) {
+    auto l = logits.detach().contiguous();
+    const int64_t N = l.size(0), V = l.size(1);
+    auto real = targets.ne(pad);
+    auto index = targets.clamp_min(0).unsqueeze(1);  // [N, 1]
+    auto lse = torch::empty({N}, l.options());
+    const int64_t rows = l.is_cpu() ? block_rows(V) : std::max<int64_t>(N, 1);
+    for_blocks(N, rows, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; r += rows) {
+        const auto n = std::min(rows, end - r);
+        auto block = l.narrow(0, r, n);
+        auto max = std::get<0>(block.max(1, true));  // [n, 1]
+        auto out = lse.narrow(0, r, n);
+        torch::sum_out(out, (block - max).exp_(), {1});
+        out.log_().add_(max.squeeze(1));
+      }
+    });
+    auto nll = (lse - l.gather(1, index).squeeze(1)).masked_fill_(real.logical_not(), 0);
+    auto loss = nll;
+    if (smoothing > 0) {
+      auto uniform = (lse - l.mean(1)).masked_fill_(real.logical_not(), 0);  // cross-entropy to 1/V
+      loss = (1 - smoothing) * nll + smoothing * uniform;
+    }
+    ctx->save_for_backward({logits, lse, index, real});
+    ctx->saved_data["smoothing"] = smoothing;
+    auto nll_out = nll.clone();
+    ctx->mark_non_differentiable({nll_out});
+    return {loss, nll_out};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto l = saved[0].detach().contiguous(), lse = saved[1], index = saved[2], real = saved[3];
+    const double smoothing = ctx->saved_data["smoothing"].toDouble();
+    const int64_t N = l.size(0), V = l.size(1);
+    const auto g = grads[0].detach().masked_fill(real.logical_not(), 0);  // [N]: dL/dloss_n, 0 on pad rows
+    auto grad = torch::empty_like(l);
+    const int64_t rows = l.is_cpu() ? block_rows(V) : std::max<int64_t>(N, 1);
+    for_blocks(N, rows, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; r += rows) {
+        const auto n = std::min(rows, end - r);
+        auto out = grad.narrow(0, r, n);
+        auto gn = g.narrow(0, r, n).unsqueeze(1);  // [n, 1]
+        torch::sub_out(out, l.narrow(0, r, n), lse.narrow(0, r, n).unsqueeze(1));
+        out.exp_().mul_(gn);  // g * softmax
+        if (smoothing > 0) out.sub_(gn * (smoothing / static_cast<double>(V)));
+        out.scatter_add_(1, index.narrow(0, r, n), gn * -(1 - smoothing));
+      }
+    });
+    return {grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor linear_rows(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& b) {
+  TORCH_CHECK(W.dim() == 2 && b.dim() == 1 && b.size(0) == W.size(0) && x.size(-1) == W.size(1),
+              "linear_rows: x [..., K], W [V, K], b [V] expected, got ", x.sizes(), ", ", W.sizes(), ", ", b.sizes());
+  if (!x.is_cpu()) return torch::matmul(x, W.t()) + b;
+  auto sizes = x.sizes().vec();
+  sizes.back() = W.size(0);
+  return LinearRows::apply(x.reshape({-1, x.size(-1)}), W, b).view(sizes);
+}
+
+RowCrossEntropy cross_entropy_rows(const torch::Tensor& logits, const torch::Tensor& targets, double smoothing,
+                                   int64_t pad) {
+  TORCH_CHECK(logits.dim() == 2 && targets.dim() == 1 && targets.size(0) == logits.size(0),
+              "cross_entropy_rows: logits [N, V] and targets [N] expected, got ", logits.sizes(), ", ", targets.sizes());
+  auto out = CrossEntropyRows::apply(logits, targets, smoothing, pad);
+  return {out[0], out[1]};
+}
+
+}  // namespace s2s
