@@ -379,6 +379,7 @@ int train(const TrainOptions& options) {
   auto t_interval = Clock::now();
   int64_t interval_tokens = 0, interval_padded = 0, interval_real = 0;
   double interval_loss = 0;
+  double interval_paused = 0;  // seconds of validation inside the interval: not training time
   int64_t interval_steps = 0;
   bool finished = false, stopped_early = false;
 
@@ -421,14 +422,14 @@ int train(const TrainOptions& options) {
       state.elapsed_seconds = elapsed_before + seconds_since(t_loop);
 
       {
-        const double dt = std::max(seconds_since(t_interval), 1e-9);
+        const double dt = std::max(seconds_since(t_interval) - interval_paused, 1e-9);
         const double per_step = dt / static_cast<double>(interval_steps);
         progress.update({state.step, state.epoch + 1, interval_loss / interval_steps, interval_tokens / dt,
                          per_step * static_cast<double>(t.valid_every - state.step % t.valid_every)});
       }
       if (state.step % t.log_every == 0) {
         progress.clear();
-        const double dt = seconds_since(t_interval);
+        const double dt = seconds_since(t_interval) - interval_paused;
         const double lr = optimizer->param_groups()[0].options().get_lr();
         const double tps = interval_tokens / std::max(dt, 1e-9);
         const double pad = 1.0 - static_cast<double>(interval_real) / std::max<int64_t>(interval_padded, 1);
@@ -441,11 +442,13 @@ int train(const TrainOptions& options) {
                           {"padding", pad}, {"elapsed", state.elapsed_seconds}});
         interval_loss = 0;
         interval_steps = interval_tokens = interval_padded = interval_real = 0;
+        interval_paused = 0;
         t_interval = Clock::now();
       }
       const bool at_max = t.max_steps > 0 && state.step >= t.max_steps;
       if (!data.valid.empty() && (state.step % t.valid_every == 0 || at_max)) {
         progress.clear();
+        const auto t_valid = Clock::now();
         // Rank 0 validates; the others wait for its figures so that every rank takes the same decisions.
         Validation v;
         if (is_main) v = validate(model, data, t, device);
@@ -478,7 +481,7 @@ int train(const TrainOptions& options) {
                        t.patience);
           stopped_early = true;
         }
-        t_interval = Clock::now();  // validation time is not training throughput
+        interval_paused += seconds_since(t_valid);  // validation time is not training throughput
       }
       if (state.step % t.checkpoint_every == 0) save("every " + std::to_string(t.checkpoint_every) + " steps");
       if (at_max || stopped_early) {
