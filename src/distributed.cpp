@@ -162,12 +162,6 @@ void ProcessGroup::broadcast(std::vector<torch::Tensor>& tensors, int root) {
   }
 }
 
-void ProcessGroup::barrier() {
-  auto t = torch::zeros({1});
-  std::vector<torch::Tensor> v{t};
-  all_reduce_sum(v);
-}
-
 namespace {
 
 // Consecutive runs of parameters whose total size stays under `bucket_bytes` (a parameter larger than

@@ -45,7 +45,6 @@ class ProcessGroup {
   void all_reduce_sum(std::vector<torch::Tensor>& tensors);
   // Copies rank `root`'s tensors to every rank, in place.
   void broadcast(std::vector<torch::Tensor>& tensors, int root = 0);
-  void barrier();
 
  private:
   struct Impl;
