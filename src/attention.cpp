@@ -9,6 +9,15 @@ AttentionMemory AttentionMemory::index_select(const torch::Tensor& rows) const {
   return {select(keys), select(values), select(mask)};  // keys and values are undefined without attention
 }
 
+namespace {
+// sum_i weights[b, i] values[b, i, :]: a broadcast product and a sum. A bmm of [B, 1, S] by [B, S, C]
+// on the CPU is B separate vector products (with their own tensor views and BLAS calls) forward and
+// backward; this is two vectorised passes.
+torch::Tensor weighted_sum(const torch::Tensor& weights, const torch::Tensor& values) {
+  return (weights.unsqueeze(2) * values).sum(1);  // [B, C]
+}
+}  // namespace
+
 torch::Tensor masked_softmax(const torch::Tensor& scores, const torch::Tensor& mask) {
   // exp(-inf) is exactly 0, so padding gets no weight; every row has at least one real token (</s>).
   return torch::softmax(scores.masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity()), -1);
@@ -29,7 +38,7 @@ AttentionResult BahdanauAttentionImpl::forward(const torch::Tensor& query, const
   auto q = torch::matmul(query, W_s.t()).unsqueeze(1);                  // [B, 1, A]
   auto scores = torch::matmul(torch::tanh(memory.keys + q), v);         // [B, S]
   auto weights = masked_softmax(scores, memory.mask);                   // [B, S]
-  auto context = torch::bmm(weights.unsqueeze(1), memory.values).squeeze(1);  // [B, C]
+  auto context = weighted_sum(weights, memory.values);                  // [B, C]
   return {context, weights};
 }
 
@@ -45,11 +54,11 @@ AttentionMemory QKVAttentionImpl::prepare(const torch::Tensor& encoder_states, c
 }
 
 AttentionResult QKVAttentionImpl::forward(const torch::Tensor& query, const AttentionMemory& memory) {
-  auto q = torch::matmul(query, W_Q.t()).unsqueeze(2);                       // [B, A, 1]
-  auto scores = torch::bmm(memory.keys, q).squeeze(2);                       // [B, S] = K^T q_j
+  auto q = torch::matmul(query, W_Q.t()).unsqueeze(1);                       // [B, 1, A]
+  auto scores = (memory.keys * q).sum(2);                                    // [B, S] = K^T q_j
   if (scale_ != 1.0) scores = scores * scale_;
   auto weights = masked_softmax(scores, memory.mask);                        // [B, S]
-  auto context = torch::bmm(weights.unsqueeze(1), memory.values).squeeze(1);  // [B, A]
+  auto context = weighted_sum(weights, memory.values);                        // [B, A]
   return {context, weights};
 }
 

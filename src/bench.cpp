@@ -18,6 +18,7 @@
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/version.h>
 
 #include "checkpoint.h"
@@ -28,6 +29,8 @@
 #include "rnn_cell.h"
 #include "runtime.h"
 #include "translator.h"
+#include "random.h"
+#include "update.h"
 
 namespace s2s {
 namespace fs = std::filesystem;
@@ -251,6 +254,7 @@ nlohmann::json run_train(const BenchOptions& o) {
   Config config = load_config(o.config, {"model.cell=" + cell, "model.attention=" + attention,
                                          "training.batch_size=" + std::to_string(o.batch_size),
                                          "training.batch_type=sentences"});
+  if (!o.cpu_parallel.empty()) config.training.cpu_parallel = o.cpu_parallel;
   const auto& d = config.data;
   const auto& t = config.training;
   require_file(d.train_src, "data.train_src");
@@ -262,8 +266,8 @@ nlohmann::json run_train(const BenchOptions& o) {
   const auto examples = encode_corpus(text, codec, d, /*filter=*/true, nullptr);
   const int64_t V = codec.tgt_vocab.size();
 
-  // The training step of trainer.cpp: same model, loss, clipping and optimiser (its learning-rate
-  // schedule is left out: it sets a number, it does not change the work).
+  // The training step of trainer.cpp (update.h): same model, loss, clipping, optimiser and thread layout
+  // (its learning-rate schedule is left out: it sets a number, it does not change the work).
   torch::manual_seed(t.seed);
   Seq2Seq model(config.model, codec.src_vocab.size(), V);
   model->train();
@@ -273,49 +277,71 @@ nlohmann::json run_train(const BenchOptions& o) {
                                                     torch::optim::SGDOptions(t.learning_rate).momentum(t.momentum));
   else
     optimizer = std::make_unique<torch::optim::Adam>(model->parameters(), torch::optim::AdamOptions(t.learning_rate));
+  const auto params = model->parameters();
+  const torch::Device cpu(torch::kCPU);
+  UpdateOptions update_options;
+  update_options.shards = update_shards(t, cpu);
   const auto batches = epoch_batches(examples, BatchingOptions{t.batch_size, t.batch_type, static_cast<uint64_t>(t.seed)}, 0);
   const int64_t total = o.warmup_steps + o.intervals * o.interval_steps;
   if (total > static_cast<int64_t>(batches.size()))
     throw Error("bench: " + std::to_string(total) + " steps asked for, the epoch has " + std::to_string(batches.size()));
+  // Floating-point operations of a batch as computed: each shard with its own padded lengths.
+  auto batch_flops = [&](const std::vector<int64_t>& indices) {
+    double f = 0;
+    for (const auto& part : split_batch(indices, update_options.shards)) {
+      const auto b = make_batch(examples, part);
+      f += training_flops(config.model, V, b.src.size(0), b.src.size(1), b.tgt_in.size(1));
+    }
+    return f;
+  };
 
+  // --profile: LibTorch's profiler records the timed steps' operations of this thread (a Chrome trace);
+  // it slows them down, so the rates of a profiled run are not comparable.
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
   std::vector<double> tok_rates, flop_rates, losses;
-  double tokens = 0, flops = 0;
+  double tokens = 0;
   int64_t padded = 0, real = 0;
+  if (o.warmup_steps == 0 && !o.profile.empty())
+    profile = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);
   auto t_interval = Clock::now();
   for (int64_t step = 0; step < total; ++step) {
-    auto batch = make_batch(examples, batches[step]);
     optimizer->zero_grad();
-    auto out = model->forward(batch);
-    auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
-    losses.push_back(loss.loss.item<double>());
-    loss.loss.backward();
-    if (t.clip_norm > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), t.clip_norm);
+    update_options.seed = mix_seed(static_cast<uint64_t>(t.seed), 0, static_cast<uint64_t>(step));
+    const auto u = compute_update(model, params, examples, {batches[step]}, t, cpu, update_options, nullptr);
+    losses.push_back(u.loss);
+    if (t.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params, t.clip_norm);
     optimizer->step();
     if (step < o.warmup_steps) {
+      if (step + 1 == o.warmup_steps && !o.profile.empty())
+        profile = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);
       t_interval = Clock::now();
       continue;
     }
-    tokens += static_cast<double>(batch.tgt_tokens);
-    flops += training_flops(config.model, V, batch.src.size(0), batch.src.size(1), batch.tgt_in.size(1));
-    padded += batch.padded_tokens;
-    real += batch.real_tokens;
+    tokens += static_cast<double>(u.tokens);
+    padded += u.padded_cells;
+    real += u.real_cells;
     if ((step + 1 - o.warmup_steps) % o.interval_steps == 0) {
       const double dt = seconds_since(t_interval);
+      // Counted after the clock is read: it is bookkeeping, not training.
+      double interval_flops = 0;
+      for (int64_t k = step + 1 - o.interval_steps; k <= step; ++k) interval_flops += batch_flops(batches[k]);
       tok_rates.push_back(tokens / dt);
-      flop_rates.push_back(flops / dt / 1e9);
-      tokens = flops = 0;
+      flop_rates.push_back(interval_flops / dt / 1e9);
+      tokens = 0;
       t_interval = Clock::now();
     }
   }
+  profile.reset();  // writes the trace
   // FLOPs per target token of the timed batches (padding included: it is computed).
   double all_flops = 0, all_tokens = 0;
   for (int64_t step = o.warmup_steps; step < total; ++step) {
-    auto batch = make_batch(examples, batches[step]);
-    all_flops += training_flops(config.model, V, batch.src.size(0), batch.src.size(1), batch.tgt_in.size(1));
-    all_tokens += static_cast<double>(batch.tgt_tokens);
+    all_flops += batch_flops(batches[step]);
+    all_tokens += static_cast<double>(make_batch(examples, batches[step]).tgt_tokens);
   }
   return {{"variant", cell + "+" + attention},
           {"threads", threads_json()},
+          {"cpu_parallel", t.cpu_parallel},
+          {"shards", update_options.shards},
           {"embedding", config.model.embedding_size},
           {"hidden", config.model.hidden_size},
           {"bidirectional", config.model.bidirectional},
@@ -420,17 +446,33 @@ std::string self_path() {
 }
 
 struct Layout {
-  std::string label;   // as asked ("default", "1/1", ...)
-  int64_t libtorch = 0;  // --threads
-  int blas = -1;         // S2S_BLAS_THREADS; -1: not set (the program's default)
+  std::string label;         // as asked ("default", "1/1", "cores/1:ops", ...)
+  int64_t libtorch = 0;      // --threads
+  int blas = -1;             // S2S_BLAS_THREADS; -1: not set (the program's default)
+  std::string cpu_parallel;  // training.cpu_parallel; empty: the config's
 };
 
 Layout parse_layout(const std::string& s) {
-  if (s == "default") return {s, 0, -1};
-  const auto slash = s.find('/');
-  if (slash == std::string::npos) throw Error("bench: layout \"" + s + "\" is not LIBTORCH/BLAS (e.g. 2/1) or default");
-  auto num = [&](const std::string& x) { return x == "cores" ? cores() : std::stoi(x); };
-  return {s, num(s.substr(0, slash)), num(s.substr(slash + 1))};
+  if (s == "default") return {s, 0, -1, ""};
+  auto bad = [&]() {
+    return Error("bench: layout \"" + s + "\" is not LIBTORCH/BLAS[:batch|:ops] (e.g. 2/1, cores/1:ops) or default");
+  };
+  const auto colon = s.find(':');
+  const std::string threads = s.substr(0, colon);
+  const std::string mode = colon == std::string::npos ? "" : s.substr(colon + 1);
+  if (!mode.empty() && mode != "batch" && mode != "ops") throw bad();
+  const auto slash = threads.find('/');
+  if (slash == std::string::npos) throw bad();
+  auto num = [&](const std::string& x) {
+    if (x == "cores") return cores();
+    try {
+      const int n = std::stoi(x);
+      if (n > 0) return n;
+    } catch (const std::exception&) {
+    }
+    throw bad();
+  };
+  return {s, num(threads.substr(0, slash)), num(threads.substr(slash + 1)), mode};
 }
 
 // Runs `s2s bench --part ...` as a child process and returns the JSON it wrote.
@@ -444,6 +486,7 @@ nlohmann::json run_child(const BenchOptions& o, const std::string& part, const L
       << " --warmup-steps " << o.warmup_steps << " --interval-steps " << o.interval_steps << " --intervals "
       << o.intervals << " --translate-repeats " << o.translate_repeats << " --output " << quote(file.string());
   if (!variant.empty()) cmd << " --variant " << quote(variant);
+  if (!layout.cpu_parallel.empty()) cmd << " --cpu-parallel " << layout.cpu_parallel;
   spdlog::info("[bench] part {} {} (threads LibTorch/BLAS: {})", part, variant, layout.label);
   const int rc = std::system(cmd.str().c_str());
   if (rc != 0) throw Error("bench: the " + part + " part failed (" + cmd.str() + ")");
@@ -469,11 +512,12 @@ void print_table(const nlohmann::json& r, std::ostream& os) {
      << fmt(r["ceiling"]["ceiling_one_thread_gflops"].get<double>(), 1) << " GFLOP/s\n\n";
   os << "training (batch " << r["options"]["batch_size"] << ", median of " << r["options"]["intervals"] << " x "
      << r["options"]["interval_steps"] << " steps after " << r["options"]["warmup_steps"] << ")\n";
-  os << "  variant        threads(LT/BLAS)  tgt tok/s   MFLOP/tok   GFLOP/s  of ceiling  peak RSS MiB\n";
+  os << "  variant        threads(LT/BLAS) split  tgt tok/s   MFLOP/tok   GFLOP/s  of ceiling  peak RSS MiB\n";
   for (const auto& t : r["train"]) {
     os << "  " << std::left << std::setw(15) << t["variant"].get<std::string>() << std::right << std::setw(8)
        << t["threads"]["libtorch"].get<int>() << "/" << std::left << std::setw(9) << t["threads"]["blas"].get<int>()
-       << std::right << std::setw(10) << fmt(t["tgt_tokens_per_sec"].get<double>(), 0) << std::setw(12)
+       << std::left << std::setw(6) << t.value("cpu_parallel", std::string("ops")) << std::right << std::setw(10)
+       << fmt(t["tgt_tokens_per_sec"].get<double>(), 0) << std::setw(12)
        << fmt(t["flops_per_tgt_token"].get<double>() / 1e6, 2) << std::setw(10) << fmt(t["gflops"].get<double>(), 1)
        << std::setw(11) << fmt(100 * t["gflops"].get<double>() / ceiling, 1) << "%" << std::setw(13)
        << fmt(t["peak_rss_mib"].get<double>(), 0) << "\n";
@@ -499,10 +543,10 @@ int run_all(const BenchOptions& o) {
   if (!mkdtemp(tmpl)) throw Error("bench: cannot create a temporary folder in /tmp");
   const fs::path dir(tmpl);
   int index = 0;
-  const Layout all_cores{"cores/cores", 0, cores()};
+  const Layout all_cores{"cores/cores", 0, cores(), ""};
   r["ceiling"] = run_child(o, "ceiling", all_cores, "", dir, index++);
   r["train"] = nlohmann::json::array();
-  const Layout program_default{"default", 0, -1};
+  const Layout program_default{"default", 0, -1, ""};
   for (const auto& v : o.variants) r["train"].push_back(run_child(o, "train", program_default, v, dir, index++));
   for (const auto& l : o.layouts) {
     if (l == "default" || o.variants.empty()) continue;

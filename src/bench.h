@@ -28,7 +28,8 @@ struct BenchOptions {
   // Training variants "cell+attention" (rnn+bahdanau, rnn+qkv, gru+bahdanau, ...).
   std::vector<std::string> variants{"rnn+bahdanau", "rnn+qkv", "gru+bahdanau"};
   // Thread layouts "LibTorch/BLAS" for the first variant; "default" is what `s2s train` chooses.
-  std::vector<std::string> layouts{"default", "1/1", "cores/cores"};
+  // ":ops" or ":batch" after a layout sets training.cpu_parallel (how the threads share a step).
+  std::vector<std::string> layouts{"default", "cores/1:ops", "1/1", "cores/cores:ops"};
   int64_t batch_size = 64;
   int64_t warmup_steps = 10;
   int64_t interval_steps = 10;
@@ -36,6 +37,8 @@ struct BenchOptions {
   int64_t translate_repeats = 3;  // greedy; beam 5 is timed max(1, repeats - 1) times
   int64_t threads = 0;            // LibTorch threads of a part; 0 = all cores (BLAS threads: S2S_BLAS_THREADS)
   std::string variant;            // train part: the one variant to measure
+  std::string cpu_parallel;       // train part: training.cpu_parallel ("batch" | "ops"); empty = the config's
+  std::string profile;            // train part: write a Chrome trace of the timed steps (the calling thread's ops)
 };
 int run_bench(const BenchOptions& options);
 

@@ -244,6 +244,8 @@ void validate_config(const Config& c, const std::string& origin) {
   check(t.label_smoothing >= 0 && t.label_smoothing < 1, origin, "training.label_smoothing", "must be in [0, 1)");
   check(t.scheduled_sampling >= 0 && t.scheduled_sampling <= 1, origin, "training.scheduled_sampling", "must be in [0, 1]");
   check(t.threads >= 0, origin, "training.threads", "must be 0 (all cores) or positive");
+  check(t.cpu_parallel == "batch" || t.cpu_parallel == "ops", origin, "training.cpu_parallel",
+        "must be \"batch\" or \"ops\"");
   const bool cuda = t.device.rfind("cuda", 0) == 0;
   check(t.device == "auto" || t.device == "cpu" || cuda, origin, "training.device",
         "\"" + t.device + "\" is not one of \"auto\", \"cpu\", \"cuda\", \"cuda:N\"");

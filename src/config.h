@@ -101,6 +101,7 @@ struct TrainingConfig {
   double scheduled_sampling = 0.0;       // probability of feeding the model's own previous prediction
   int64_t seed = 1;
   int64_t threads = 0;                   // 0 = all cores
+  std::string cpu_parallel = "batch";    // "batch" | "ops": how the CPU threads share a training step
   std::string device = "auto";           // "auto" | "cpu" | "cuda" | "cuda:N"
   int64_t log_every = 100;
   int64_t valid_every = 1000;
@@ -131,6 +132,7 @@ struct TrainingConfig {
     v("scheduled_sampling", scheduled_sampling, "scheduled sampling: probability that a decoder input is the model's own previous prediction instead of the reference's (0 = teacher forcing)");
     v("seed", seed, "random seed (initialisation, shuffling, dropout)");
     v("threads", threads, "LibTorch intra-op threads; 0 = all cores");
+    v("cpu_parallel", cpu_parallel, "how the threads share a training step on the CPU: \"batch\" (each thread takes some of the batch's sentences, forward and backward; the gradients are summed) or \"ops\" (LibTorch splits single operations)");
     v("device", device, "\"auto\", \"cpu\", \"cuda\" or \"cuda:N\"");
     v("log_every", log_every, "log training loss every N steps");
     v("valid_every", valid_every, "validate every N steps");

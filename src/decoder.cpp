@@ -1,5 +1,6 @@
 #include "decoder.h"
 
+#include "random.h"
 #include "row_parallel.h"
 #include "vocabulary.h"
 
@@ -55,7 +56,7 @@ DecoderState DecoderImpl::init_state(const EncoderOutput& encoded, const Attenti
 }
 
 StepInput DecoderImpl::embed(const torch::Tensor& tokens) {
-  auto e = torch::dropout(embedding(tokens), dropout_, is_training());  // [..., E]
+  auto e = s2s::dropout(embedding(tokens), dropout_, is_training());  // [..., E]
   return {e, torch::matmul(e, W_x.t()) + b};                             // [..., G*H]
 }
 
@@ -82,7 +83,7 @@ torch::Tensor DecoderImpl::output(const torch::Tensor& s, const torch::Tensor& c
     parts.push_back(embedding_in);
     x = torch::tanh(torch::matmul(torch::cat(parts, -1), W_deep.t()) + b_deep);
   }
-  x = torch::dropout(x, dropout_, is_training());
+  x = s2s::dropout(x, dropout_, is_training());
   const auto& W = tied_ ? embedding->weight : W_out;
   return linear_rows(x, W, b_out);  // [..., vocab] = x W^T + b_out
 }
@@ -96,8 +97,10 @@ DecoderImpl::TeacherForced DecoderImpl::forward(const EncoderOutput& encoded, co
   std::vector<torch::Tensor> states, contexts, weights;
   if (sampling_ratio <= 0) {
     auto inputs = embed(tgt_in);  // all x'_j and W_x x'_j + b in one product
+    // unbind: one stack in the backward pass, not a zero-filled [B, T, G*H] per step (see encoder.cpp)
+    const auto x_steps = inputs.embedding.unbind(1), p_steps = inputs.projection.unbind(1);
     for (int64_t j = 0; j < len; ++j) {
-      state = step({inputs.embedding.select(1, j), inputs.projection.select(1, j)}, state, memory);
+      state = step({x_steps[j], p_steps[j]}, state, memory);
       states.push_back(state.cell.h);
       if (attention_) {
         contexts.push_back(state.context);
@@ -121,7 +124,7 @@ DecoderImpl::TeacherForced DecoderImpl::forward(const EncoderOutput& encoded, co
     if (j > 0) {
       torch::NoGradGuard no_grad;
       auto predicted = previous_logits.argmax(-1);
-      auto use_own = torch::rand({tokens.size(0)}, torch::TensorOptions().device(tokens.device())) < sampling_ratio;
+      auto use_own = s2s::uniform(tokens.size(0), tokens.device()) < sampling_ratio;
       // Positions after the reference's end stay <pad> (masked out of the loss either way).
       use_own &= tokens.ne(Vocabulary::kPad);
       tokens = torch::where(use_own, predicted, tokens);

@@ -1,5 +1,7 @@
 #include "encoder.h"
 
+#include "random.h"
+
 namespace s2s {
 
 RecurrentLayerImpl::RecurrentLayerImpl(int64_t input_size, int64_t hidden_size, CellType type) {
@@ -15,12 +17,16 @@ std::pair<torch::Tensor, CellState> RecurrentLayerImpl::forward(const torch::Ten
   auto x_proj = torch::addmm(b, inputs.reshape({batch * len, -1}), W_x.t()).view({batch, len, -1});  // [B, L, G*H]
   auto state = cell->initial_state(torch::zeros({batch, cell->hidden_size()}, inputs.options()));
   std::vector<torch::Tensor> outputs(len);
+  // unbind, not select(1, t) per step: its backward is one stack of the steps' gradients, where each
+  // select's would fill a whole [B, L, G*H] tensor with zeros and add it up, step after step.
+  const auto x_steps = x_proj.unbind(1);
+  const auto mask_steps = mask.unbind(1);
   for (int64_t k = 0; k < len; ++k) {
     const int64_t t = reverse ? len - 1 - k : k;
-    auto next = cell->step(x_proj.select(1, t), state);
+    auto next = cell->step(x_steps[t], state);
     // Padding positions keep the previous state, so the final state is the last real one and the
     // backward direction starts from zeros at each sentence's own end.
-    state = CellState::where(mask.select(1, t), next, state);
+    state = CellState::where(mask_steps[t], next, state);
     outputs[t] = state.h;
   }
   auto states = torch::stack(outputs, 1) * mask.unsqueeze(2).to(inputs.dtype());  // [B, L, H], zero on padding
@@ -47,10 +53,10 @@ EncoderOutput EncoderImpl::forward(const torch::Tensor& src, const torch::Tensor
   EncoderOutput out;
   const auto len = src.size(1);
   out.mask = torch::arange(len, lengths.options()).unsqueeze(0) < lengths.unsqueeze(1);  // [B, L]
-  auto x = torch::dropout(embedding(src), dropout_, is_training());                    // [B, L, E]
+  auto x = s2s::dropout(embedding(src), dropout_, is_training());                    // [B, L, E]
   CellState fwd_final, bwd_final;
   for (size_t l = 0; l < forward_layers_.size(); ++l) {
-    if (l > 0) x = torch::dropout(x, dropout_, is_training());
+    if (l > 0) x = s2s::dropout(x, dropout_, is_training());
     auto [fwd_states, fwd_last] = forward_layers_[l]->forward(x, out.mask, false);
     fwd_final = fwd_last;
     if (bidirectional_) {

@@ -108,9 +108,16 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_cmd->add_option("--output,-o", bench.output, "JSON file (all: default bench/results-HOST.json; a part: stdout)");
   bench_cmd->add_option("--variants", bench.variants, "training variants cell+attention")->capture_default_str();
-  bench_cmd->add_option("--layouts", bench.layouts, "thread layouts LIBTORCH/BLAS for the first variant (cores = all)")
+  bench_cmd->add_option("--layouts", bench.layouts,
+                        "thread layouts LIBTORCH/BLAS[:batch|:ops] for the first variant (cores = all; :batch/:ops "
+                        "sets training.cpu_parallel)")
       ->capture_default_str();
   bench_cmd->add_option("--variant", bench.variant, "train part: the variant to measure");
+  bench_cmd->add_option("--cpu-parallel", bench.cpu_parallel, "train part: training.cpu_parallel (default: the config's)")
+      ->check(CLI::IsMember({"batch", "ops"}));
+  bench_cmd->add_option("--profile", bench.profile,
+                        "train part: write a Chrome trace (chrome://tracing) of the timed steps' LibTorch operations "
+                        "on the main thread; profiled rates are slower");
   bench_cmd->add_option("--threads", bench.threads, "one part: LibTorch threads; 0 = all cores")->capture_default_str();
   bench_cmd->add_option("--batch-size", bench.batch_size, "sentences per batch")->capture_default_str()->check(CLI::PositiveNumber);
   bench_cmd->add_option("--warmup-steps", bench.warmup_steps, "untimed training steps first")->capture_default_str()

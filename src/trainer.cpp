@@ -22,9 +22,11 @@
 #include "metrics.h"
 #include "model.h"
 #include "progress.h"
+#include "random.h"
 #include "runtime.h"
 #include "search.h"
 #include "signals.h"
+#include "update.h"
 
 namespace s2s {
 namespace fs = std::filesystem;
@@ -168,60 +170,6 @@ void remove_stale_temporaries(const fs::path& dir) {
       spdlog::info("[train] removing {} left by an interrupted checkpoint write", e.path().string());
       fs::remove(e.path());
     }
-}
-
-// One optimiser update's figures, the same on every rank.
-struct Update {
-  double loss = 0;            // per target token
-  int64_t tokens = 0;         // target tokens (all ranks)
-  int64_t padded_cells = 0;   // this rank's batches: source and target cells with padding
-  int64_t real_cells = 0;     // ... and without
-  bool stop_requested = false;  // some rank got SIGINT/SIGTERM (multi-process runs)
-};
-
-// The common case: one batch, gradient of the mean loss per token.
-Update single_batch_update(Seq2Seq& model, const Batch& batch, const TrainingConfig& t) {
-  auto out = model->forward(batch, t.scheduled_sampling);
-  auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
-  Update u;
-  u.loss = loss.loss.item<double>();
-  u.tokens = batch.tgt_tokens;
-  u.padded_cells = batch.padded_tokens;
-  u.real_cells = batch.real_tokens;
-  if (std::isfinite(u.loss)) loss.loss.backward();
-  return u;
-}
-
-// Several batches (gradient accumulation, this rank's share of a multi-process update): gradients of
-// the summed token losses, summed over the batches and the ranks, then divided by the total number of
-// target tokens, so that the update equals one over the union of the batches.
-Update summed_update(Seq2Seq& model, const std::vector<torch::Tensor>& params, const std::vector<Batch>& batches,
-                     const TrainingConfig& t, ProcessGroup* group) {
-  Update u;
-  double loss_sum = 0;
-  for (const auto& batch : batches) {
-    auto out = model->forward(batch, t.scheduled_sampling);
-    auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
-    const double mean = loss.loss.item<double>();
-    loss_sum += mean * static_cast<double>(loss.tokens);
-    u.tokens += loss.tokens;
-    u.padded_cells += batch.padded_tokens;
-    u.real_cells += batch.real_tokens;
-    if (std::isfinite(mean)) (loss.loss * static_cast<double>(loss.tokens)).backward();
-  }
-  if (group) {
-    auto extra = torch::tensor({static_cast<float>(u.tokens), static_cast<float>(loss_sum),
-                                stop_requested() ? 1.0f : 0.0f});
-    all_reduce_gradients(*group, params, extra);
-    u.tokens = static_cast<int64_t>(std::llround(extra[0].item<double>()));
-    loss_sum = extra[1].item<double>();
-    u.stop_requested = extra[2].item<double>() > 0;
-  }
-  u.loss = loss_sum / static_cast<double>(std::max<int64_t>(u.tokens, 1));
-  torch::NoGradGuard no_grad;
-  for (auto& p : params)
-    if (p.grad().defined()) p.mutable_grad().div_(static_cast<double>(std::max<int64_t>(u.tokens, 1)));
-  return u;
 }
 
 }  // namespace
@@ -374,6 +322,12 @@ int train(const TrainOptions& options) {
   }
   BatchingOptions batching{t.batch_size, t.batch_type, static_cast<uint64_t>(t.seed)};
   const auto params = model->parameters();
+  UpdateOptions update_options;
+  update_options.shards = update_shards(t, device);
+  if (update_options.shards > 1)
+    spdlog::info("[train] each batch is split across {} threads (training.cpu_parallel \"batch\"), one intra-op "
+                 "thread each",
+                 update_options.shards);
   const double elapsed_before = state.elapsed_seconds;
   const auto t_loop = Clock::now();
   auto t_interval = Clock::now();
@@ -392,17 +346,14 @@ int train(const TrainOptions& options) {
       const int64_t window = std::min(batches_per_update, n_batches - state.batch_in_epoch);
       for (auto& g : optimizer->param_groups()) g.options().set_lr(schedule.rate(state.step + 1));
       optimizer->zero_grad();
-      Update u;
-      if (batches_per_update == 1) {
-        u = single_batch_update(model, make_batch(data.train, batches[state.batch_in_epoch]).to(device), t);
-      } else {
-        std::vector<Batch> mine;
-        for (int64_t a = 0; a < t.accumulate; ++a) {
-          const int64_t k = a * env.world_size + env.rank;
-          if (k < window) mine.push_back(make_batch(data.train, batches[state.batch_in_epoch + k]).to(device));
-        }
-        u = summed_update(model, params, mine, t, group.get());
+      std::vector<std::vector<int64_t>> mine;
+      for (int64_t a = 0; a < t.accumulate; ++a) {
+        const int64_t k = a * env.world_size + env.rank;
+        if (k < window) mine.push_back(batches[state.batch_in_epoch + k]);
       }
+      update_options.seed = mix_seed(static_cast<uint64_t>(t.seed), static_cast<uint64_t>(env.rank),
+                                     static_cast<uint64_t>(state.step));
+      const Update u = compute_update(model, params, data.train, mine, t, device, update_options, group.get());
       if (!std::isfinite(u.loss)) {
         progress.clear();
         spdlog::error("[train] the loss became {} at step {}; stopping. The last good checkpoint is intact; try a "

@@ -419,7 +419,8 @@ TEST_F(CliTrained, TruncatedCheckpointIsAnErrorNamingThePath) {
 // Exact resume and interruption
 // ---------------------------------------------------------------------------------------------
 
-TEST(Cli, ResumeIsExact) {
+// Run A: 2N steps; run B: N steps, then resumed for N more; their parameters must be bit-identical.
+void check_resume_is_exact(const std::vector<std::string>& extra, const std::string& expect_in_log = "") {
   constexpr int kN = 6;
   TempDir dir;
   const auto corpus = make_corpus(dir);
@@ -428,21 +429,27 @@ TEST(Cli, ResumeIsExact) {
   auto config_a = tiny_config(corpus, dir.file("a"));
   config_a["training"]["max_steps"] = 2 * kN;
   config_a["training"]["checkpoint_every"] = kN;
-  const auto a = run_train(write_config(dir, config_a, "a.json"), dir.path());
+  const auto a = run_train(write_config(dir, config_a, "a.json"), dir.path(), extra);
   ASSERT_EQ(a.code(), 0) << a.describe();
+  if (!expect_in_log.empty()) {
+    EXPECT_TRUE(contains(a.err, expect_in_log)) << a.describe();
+  }
 
   // Run B: N steps, then resumed up to 2N.
   auto config_b = tiny_config(corpus, dir.file("b"));
   config_b["training"]["max_steps"] = kN;
   config_b["training"]["checkpoint_every"] = kN;
   const auto b_path = write_config(dir, config_b, "b.json");
-  const auto b1 = run_train(b_path, dir.path());
+  const auto b1 = run_train(b_path, dir.path(), extra);
   ASSERT_EQ(b1.code(), 0) << b1.describe();
   const auto mid = read_checkpoint(dir.file("b/last.pt"));
   ASSERT_EQ(mid.state.step, kN);
   ASSERT_EQ(mid.state.epoch, 1);           // the middle of the second epoch
   ASSERT_EQ(mid.state.batch_in_epoch, 1);
-  const auto b2 = run_train(b_path, dir.path(), {"--resume", "auto", "--set", "training.max_steps=" + std::to_string(2 * kN)});
+  auto resume_args = extra;
+  for (std::string arg : {"--resume", "auto", "--set"}) resume_args.push_back(arg);
+  resume_args.push_back("training.max_steps=" + std::to_string(2 * kN));
+  const auto b2 = run_train(b_path, dir.path(), resume_args);
   ASSERT_EQ(b2.code(), 0) << b2.describe();
   EXPECT_TRUE(contains(b2.err, "resumed from")) << b2.describe();
 
@@ -468,6 +475,15 @@ TEST(Cli, ResumeIsExact) {
   const auto half_b = checkpoint_parameters(dir.file("b/step-0000006.pt"));
   for (size_t i = 0; i < half_a.size(); ++i)
     EXPECT_TRUE(torch::equal(half_a[i].second, half_b[i].second)) << half_a[i].first;
+}
+
+TEST(Cli, ResumeIsExact) { check_resume_is_exact({}); }
+
+// Two threads that each take half of every batch (training.cpu_parallel "batch"), with dropout: the
+// shards' random streams come from (seed, step), so a resumed run still continues exactly.
+TEST(Cli, ResumeIsExactWithTheBatchSplitAcrossThreads) {
+  check_resume_is_exact({"--set", "training.threads=2", "--set", "training.cpu_parallel=batch"},
+                        "each batch is split across 2 threads");
 }
 
 TEST(Cli, SigintStopsWithACheckpoint) {

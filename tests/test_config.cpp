@@ -132,6 +132,7 @@ TEST(Config, ImpossibleValuesNameTheKey) {
       {json{{"training", {{"learning_rate", 0}}}}, "training.learning_rate"},
       {json{{"training", {{"device", "tpu"}}}}, "training.device"},
       {json{{"training", {{"label_smoothing", 1.0}}}}, "training.label_smoothing"},
+      {json{{"training", {{"cpu_parallel", "threads"}}}}, "training.cpu_parallel"},
       {json{{"data", {{"tokenizer", "chars"}}}}, "data.tokenizer"},
       {json{{"data", {{"min_freq", 0}}}}, "data.min_freq"},
       {json{{"output_dir", ""}}, "output_dir"},
@@ -211,7 +212,7 @@ TEST(Config, JsonRoundTrip) {
   // Every section lists every key (a writer that forgets one would lose settings on resume).
   EXPECT_EQ(j.at("model").size(), 14u);
   EXPECT_EQ(j.at("data").size(), 18u);
-  EXPECT_EQ(j.at("training").size(), 27u);
+  EXPECT_EQ(j.at("training").size(), 28u);
   const Config back = config_from_json(j, "round-trip");
   EXPECT_EQ(config_to_json(back), j);
   EXPECT_EQ(back.model.cell, "lstm");

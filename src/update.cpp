@@ -1,0 +1,218 @@
+#include "update.h"
+
+#include <cmath>
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "distributed.h"
+#include "random.h"
+#include "signals.h"
+
+namespace s2s {
+namespace {
+
+double safe_count(int64_t n) { return static_cast<double>(std::max<int64_t>(n, 1)); }
+
+// The common case: one batch, gradient of the mean loss per token.
+Update single_batch_update(Seq2Seq& model, const Batch& batch, const TrainingConfig& t) {
+  auto out = model->forward(batch, t.scheduled_sampling);
+  auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
+  Update u;
+  u.loss = loss.loss.item<double>();
+  u.tokens = batch.tgt_tokens;
+  u.padded_cells = batch.padded_tokens;
+  u.real_cells = batch.real_tokens;
+  if (std::isfinite(u.loss)) loss.loss.backward();
+  return u;
+}
+
+struct ShardResult {
+  std::vector<torch::Tensor> grads;  // d(summed token loss)/d(param), undefined where unused
+  double loss_sum = 0;
+  int64_t tokens = 0, padded_cells = 0, real_cells = 0;
+  std::exception_ptr error;
+};
+
+// Threads that live as long as the process and run the shards. They are made once: LibTorch sets up
+// every new thread that runs an operation (and rebuilds a thread pool of its own for it), which costs
+// more than a step's shard when done per step. Each thread runs its operations without splitting them
+// further: the cores are taken by the shards side by side.
+class ShardThreads {
+ public:
+  explicit ShardThreads(int n) {
+    for (int i = 0; i < n; ++i) threads_.emplace_back([this, i] { loop(i); });
+  }
+  ~ShardThreads() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      quit_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  int size() const { return static_cast<int>(threads_.size()); }
+  // task(i) for i in [0, n) on threads 0..n-1 (n <= size()); returns when all have finished.
+  void run(int n, const std::function<void(int)>& task) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    task_ = &task;
+    tasks_ = n;
+    pending_ = n;
+    ++generation_;
+    wake_.notify_all();
+    done_.wait(lock, [&] { return pending_ == 0; });
+    task_ = nullptr;
+  }
+
+ private:
+  void loop(int index) {
+    at::get_num_threads();  // LibTorch's per-thread set-up first, or it would undo what follows
+#ifdef _OPENMP
+    omp_set_num_threads(1);  // this thread's OpenMP teams only; the main thread keeps its setting
+#else
+    at::set_num_threads(1);
+#endif
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return quit_ || generation_ != seen; });
+      if (quit_) return;
+      seen = generation_;
+      if (index >= tasks_) continue;
+      const auto* task = task_;
+      lock.unlock();
+      (*task)(index);  // run_shard catches everything
+      lock.lock();
+      if (--pending_ == 0) done_.notify_all();
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int)>* task_ = nullptr;
+  int tasks_ = 0, pending_ = 0;
+  uint64_t generation_ = 0;
+  bool quit_ = false;
+};
+
+ShardThreads& shard_threads(int n) {
+  static std::unique_ptr<ShardThreads> pool;
+  if (!pool || pool->size() < n) {
+    pool.reset();
+    pool = std::make_unique<ShardThreads>(n);
+  }
+  return *pool;
+}
+
+// One shard, on one of the shard threads.
+void run_shard(Seq2Seq& model, const std::vector<torch::Tensor>& params, const Batch& batch, const TrainingConfig& t,
+               uint64_t seed, ShardResult& r) {
+  try {
+    ScopedGenerator generator(seed);
+    auto out = model->forward(batch, t.scheduled_sampling);
+    auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
+    const double mean = loss.loss.item<double>();
+    r.tokens = loss.tokens;
+    r.loss_sum = mean * static_cast<double>(loss.tokens);
+    r.padded_cells = batch.padded_tokens;
+    r.real_cells = batch.real_tokens;
+    if (std::isfinite(mean))
+      r.grads = torch::autograd::grad({loss.loss * static_cast<double>(loss.tokens)}, params, /*grad_outputs=*/{},
+                                      /*retain_graph=*/false, /*create_graph=*/false, /*allow_unused=*/true);
+  } catch (...) {
+    r.error = std::current_exception();
+  }
+}
+
+// Adds a shard's gradients to the parameters' .grad (takes them over where .grad is still undefined).
+void add_gradients(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads) {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (!grads[i].defined()) continue;
+    auto p = params[i];
+    if (p.grad().defined())
+      p.mutable_grad().add_(grads[i]);
+    else  // a tensor of its own: the optimiser's zero_grad detaches .grad in place, which a view refuses
+      p.mutable_grad() = grads[i].is_view() || !grads[i].is_contiguous() ? grads[i].clone() : grads[i];
+  }
+}
+
+}  // namespace
+
+std::vector<std::vector<int64_t>> split_batch(const std::vector<int64_t>& indices, int64_t shards) {
+  const auto n = std::max<int64_t>(1, std::min<int64_t>(shards, static_cast<int64_t>(indices.size())));
+  std::vector<std::vector<int64_t>> parts(n);
+  for (size_t r = 0; r < indices.size(); ++r) parts[r % n].push_back(indices[r]);
+  return parts;
+}
+
+int64_t update_shards(const TrainingConfig& t, const torch::Device& device) {
+  if (!device.is_cpu() || t.cpu_parallel != "batch") return 1;
+  return std::max<int64_t>(1, at::get_num_threads());
+}
+
+Update compute_update(Seq2Seq& model, const std::vector<torch::Tensor>& params, const std::vector<Example>& examples,
+                      const std::vector<std::vector<int64_t>>& batches, const TrainingConfig& t,
+                      const torch::Device& device, const UpdateOptions& options, ProcessGroup* group) {
+  if (!group && batches.size() == 1 && options.shards <= 1)
+    return single_batch_update(model, make_batch(examples, batches[0]).to(device), t);
+
+  // Gradients of the summed token losses, over the batches and their shards, then over the ranks;
+  // divided by the total number of target tokens at the end.
+  Update u;
+  double loss_sum = 0;
+  for (size_t k = 0; k < batches.size(); ++k) {
+    const auto parts = split_batch(batches[k], options.shards);
+    if (parts.size() == 1) {
+      const auto batch = make_batch(examples, batches[k]).to(device);
+      auto out = model->forward(batch, t.scheduled_sampling);
+      auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
+      const double mean = loss.loss.item<double>();
+      loss_sum += mean * static_cast<double>(loss.tokens);
+      u.tokens += loss.tokens;
+      u.padded_cells += batch.padded_tokens;
+      u.real_cells += batch.real_tokens;
+      if (std::isfinite(mean)) (loss.loss * static_cast<double>(loss.tokens)).backward();
+      continue;
+    }
+    std::vector<Batch> shard_batches;
+    for (const auto& part : parts) shard_batches.push_back(make_batch(examples, part).to(device));
+    std::vector<ShardResult> results(parts.size());
+    const std::function<void(int)> task = [&](int s) {
+      run_shard(model, params, shard_batches[s], t, mix_seed(options.seed, k, static_cast<uint64_t>(s)), results[s]);
+    };
+    shard_threads(static_cast<int>(parts.size())).run(static_cast<int>(parts.size()), task);
+    for (const auto& r : results)
+      if (r.error) std::rethrow_exception(r.error);
+    for (const auto& r : results) {
+      loss_sum += r.loss_sum;
+      u.tokens += r.tokens;
+      u.padded_cells += r.padded_cells;
+      u.real_cells += r.real_cells;
+      add_gradients(params, r.grads);
+    }
+  }
+  if (group) {
+    auto extra = torch::tensor({static_cast<float>(u.tokens), static_cast<float>(loss_sum),
+                                stop_requested() ? 1.0f : 0.0f});
+    all_reduce_gradients(*group, params, extra);
+    u.tokens = static_cast<int64_t>(std::llround(extra[0].item<double>()));
+    loss_sum = extra[1].item<double>();
+    u.stop_requested = extra[2].item<double>() > 0;
+  }
+  u.loss = loss_sum / safe_count(u.tokens);
+  torch::NoGradGuard no_grad;
+  for (auto& p : params)
+    if (p.grad().defined()) p.mutable_grad().div_(safe_count(u.tokens));
+  return u;
+}
+
+}  // namespace s2s

@@ -1,0 +1,54 @@
+// The gradients of one optimiser update. Three ways of computing them give the same update, up to the
+// order of floating-point sums:
+//  - one batch: backward of the mean loss per target token (the plain case);
+//  - several batches (gradient accumulation; one rank's share of a multi-process update): gradients of
+//    the summed token losses, summed over the batches (and, through the process group, the ranks), then
+//    divided by the number of target tokens of all of them;
+//  - shards: on the CPU, each batch's sentences are dealt to `shards` threads that each run forward and
+//    backward on their part with one intra-op thread, side by side; their gradients are summed in shard
+//    order (so the result does not depend on which thread finishes first). The recurrent steps are many
+//    small operations that LibTorch's intra-op threads hardly split; whole sentences per thread keep
+//    every core busy.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "config.h"
+#include "data.h"
+#include "model.h"
+
+namespace s2s {
+
+class ProcessGroup;
+
+// One optimiser update's figures, the same on every rank.
+struct Update {
+  double loss = 0;              // per target token
+  int64_t tokens = 0;           // target tokens (all ranks)
+  int64_t padded_cells = 0;     // this rank's batches: source and target cells with padding
+  int64_t real_cells = 0;       // ... and without
+  bool stop_requested = false;  // some rank got SIGINT/SIGTERM (multi-process runs)
+};
+
+struct UpdateOptions {
+  int64_t shards = 1;  // threads per batch (CPU); 1 = the batch as a whole
+  uint64_t seed = 0;   // this update's random stream for the shards' dropout (see random.h)
+};
+
+// Forward and backward of `batches` (index lists into `examples`; may be empty on a rank that has none
+// this update). Leaves in the parameters' .grad the gradient of the mean token loss over all batches of
+// the update (all ranks when `group` is given). The caller zeroes the gradients first.
+Update compute_update(Seq2Seq& model, const std::vector<torch::Tensor>& params, const std::vector<Example>& examples,
+                      const std::vector<std::vector<int64_t>>& batches, const TrainingConfig& t,
+                      const torch::Device& device, const UpdateOptions& options, ProcessGroup* group);
+
+// The sentences of a batch dealt round-robin into `shards` parts (batches are sorted by length, so the
+// parts get similar numbers of tokens); fewer parts when the batch has fewer sentences.
+std::vector<std::vector<int64_t>> split_batch(const std::vector<int64_t>& indices, int64_t shards);
+
+// How many shards the training step uses on `device` with the config's training.cpu_parallel.
+int64_t update_shards(const TrainingConfig& t, const torch::Device& device);
+
+}  // namespace s2s
