@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 #   libcli11-dev          command line;  libspdlog-dev: logging;  nlohmann-json3-dev: configs and checkpoints' metadata
 #   libsentencepiece-dev  subword tokenisation;  libicu-dev: Unicode categories for sacreBLEU's intl tokenizer
 #   libgtest-dev          the test suite;  libgloo-dev: c10d's Gloo backend for multi-process training
+#   libsleef-dev          vectorised tanh for the fused attention step (the SLEEF LibTorch itself uses)
 #   cmake ninja-build g++ the build;  python3: the data and plotting scripts
 PACKAGES=(libtorch-dev libopenblas0-pthread libcli11-dev libspdlog-dev nlohmann-json3-dev libsentencepiece-dev
-          libicu-dev libgtest-dev libgloo-dev cmake ninja-build g++ python3)
+          libicu-dev libgtest-dev libgloo-dev libsleef-dev cmake ninja-build g++ python3)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,15 +1,140 @@
 #include "attention.h"
 
+#include <atomic>
+
+#include "attention_kernels.h"
 #include "error.h"
 
 namespace s2s {
 
 AttentionMemory AttentionMemory::index_select(const torch::Tensor& rows) const {
   auto select = [&](const torch::Tensor& t) { return t.defined() ? t.index_select(0, rows) : torch::Tensor(); };
-  return {select(keys), select(values), select(mask)};  // keys and values are undefined without attention
+  return {select(keys), select(values), select(mask), {}, {}};  // keys and values are undefined without attention
 }
 
 namespace {
+
+std::atomic<bool> fused_enabled{true};
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// keys and values pass through unchanged; the backward returns the totals that the steps added into
+// grad_keys and grad_values (attention_step_backward), plus whatever reached them otherwise.
+class MemoryGradients : public torch::autograd::Function<MemoryGradients> {
+ public:
+  static variable_list forward(AutogradContext* ctx, torch::Tensor keys, torch::Tensor values,
+                               torch::Tensor grad_keys, torch::Tensor grad_values) {
+    ctx->saved_data["grad_keys"] = grad_keys;
+    ctx->saved_data["grad_values"] = grad_values;
+    ctx->set_materialize_grads(false);
+    return {keys, values};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto gk = ctx->saved_data["grad_keys"].toTensor(), gv = ctx->saved_data["grad_values"].toTensor();
+    if (grads[0].defined()) gk = gk + grads[0];
+    if (grads[1].defined()) gv = gv + grads[1];
+    return {gk, gv, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+kernels::StepShape step_shape(const AttentionMemory& m) {
+  return {m.keys.size(0), m.keys.size(1), m.keys.size(2), m.values.size(2)};
+}
+
+// One step: (context, weights) from q = W_s s_j (or W_Q s_j) and the memory. v is undefined for Dot.
+class AttentionStep : public torch::autograd::Function<AttentionStep> {
+ public:
+  static variable_list forward(AutogradContext* ctx, torch::Tensor keys, torch::Tensor values, torch::Tensor q,
+                               torch::Tensor v, torch::Tensor mask, torch::Tensor grad_keys, torch::Tensor grad_values,
+                               int64_t score, double scale) {
+    const auto kind = static_cast<kernels::Score>(score);
+    const kernels::StepShape n{keys.size(0), keys.size(1), keys.size(2), values.size(2)};
+    q = q.contiguous();
+    auto weights = torch::empty({n.B, n.S}, q.options());
+    auto context = torch::empty({n.B, n.C}, q.options());
+    torch::Tensor t = kind == kernels::Score::Additive ? torch::empty_like(keys) : torch::Tensor();
+    kernels::attention_step_forward(kind, n, keys.data_ptr<float>(), values.data_ptr<float>(), q.data_ptr<float>(),
+                                    v.numel() ? v.data_ptr<float>() : nullptr, mask.data_ptr<bool>(),
+                                    static_cast<float>(scale), t.defined() ? t.data_ptr<float>() : nullptr,
+                                    weights.data_ptr<float>(), context.data_ptr<float>());
+    // keys and values are the sentence's memory, saved by every step: kept as references, not versioned
+    ctx->saved_data["keys"] = keys;
+    ctx->saved_data["values"] = values;
+    ctx->saved_data["grad_keys"] = grad_keys;
+    ctx->saved_data["grad_values"] = grad_values;
+    ctx->saved_data["score"] = score;
+    ctx->saved_data["scale"] = scale;
+    ctx->save_for_backward({q, v, t, weights});
+    ctx->set_materialize_grads(false);
+    return {context, weights};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &q = saved[0], &v = saved[1], &t = saved[2], &weights = saved[3];
+    const auto keys = ctx->saved_data["keys"].toTensor(), values = ctx->saved_data["values"].toTensor();
+    auto grad_keys = ctx->saved_data["grad_keys"].toTensor(), grad_values = ctx->saved_data["grad_values"].toTensor();
+    const auto kind = static_cast<kernels::Score>(ctx->saved_data["score"].toInt());
+    const auto scale = static_cast<float>(ctx->saved_data["scale"].toDouble());
+    const kernels::StepShape n{keys.size(0), keys.size(1), keys.size(2), values.size(2)};
+    const auto gc = grads[0].defined() ? grads[0].contiguous() : torch::zeros({n.B, n.C}, q.options());
+    const auto gw = grads[1].defined() ? grads[1].contiguous() : torch::Tensor();
+    auto gq = torch::empty_like(q);
+    auto gv = v.numel() ? torch::empty_like(v) : torch::Tensor();
+    kernels::attention_step_backward(kind, n, keys.data_ptr<float>(), values.data_ptr<float>(), q.data_ptr<float>(),
+                                     v.numel() ? v.data_ptr<float>() : nullptr,
+                                     t.defined() ? t.data_ptr<float>() : nullptr, weights.data_ptr<float>(),
+                                     gc.data_ptr<float>(), gw.defined() ? gw.data_ptr<float>() : nullptr, scale,
+                                     grad_keys.data_ptr<float>(), grad_values.data_ptr<float>(), gq.data_ptr<float>(),
+                                     gv.defined() ? gv.data_ptr<float>() : nullptr);
+    return {torch::Tensor(), torch::Tensor(), gq, gv, torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor(), torch::Tensor()};
+  }
+};
+
+bool fusable(const torch::Tensor& t) { return t.is_cpu() && t.scalar_type() == torch::kFloat; }
+
+// The memory as the fused step reads it: contiguous, with gradient totals when a backward will follow.
+AttentionMemory fused_memory(torch::Tensor keys, torch::Tensor values, const torch::Tensor& mask) {
+  AttentionMemory m{keys.contiguous(), values.contiguous(), mask.contiguous(), {}, {}};
+  if (torch::GradMode::is_enabled() && (m.keys.requires_grad() || m.values.requires_grad())) {
+    m.grad_keys = torch::zeros_like(m.keys);
+    m.grad_values = torch::zeros_like(m.values);
+    auto out = MemoryGradients::apply(m.keys, m.values, m.grad_keys, m.grad_values);
+    m.keys = out[0];
+    m.values = out[1];
+  }
+  return m;
+}
+
+bool use_fused(const AttentionMemory& m, const torch::Tensor& q) {
+  if (!fused_enabled.load(std::memory_order_relaxed) || !fusable(m.keys) || !fusable(m.values) || !fusable(q))
+    return false;
+  if (!m.keys.is_contiguous() || !m.values.is_contiguous() || !m.mask.is_contiguous()) return false;
+  // a backward needs the totals (memories from index_select have none: they are for search, without grad)
+  return !torch::GradMode::is_enabled() || m.grad_keys.defined();
+}
+
+AttentionResult fused_step(kernels::Score score, const torch::Tensor& q, const torch::Tensor& v,
+                           const AttentionMemory& m, double scale) {
+  if (!torch::GradMode::is_enabled()) {  // search: no graph, no saved tanh
+    const auto n = step_shape(m);
+    const auto qc = q.contiguous();
+    auto weights = torch::empty({n.B, n.S}, q.options());
+    auto context = torch::empty({n.B, n.C}, q.options());
+    kernels::attention_step_forward(score, n, m.keys.data_ptr<float>(), m.values.data_ptr<float>(),
+                                    qc.data_ptr<float>(), v.defined() ? v.data_ptr<float>() : nullptr,
+                                    m.mask.data_ptr<bool>(), static_cast<float>(scale), nullptr,
+                                    weights.data_ptr<float>(), context.data_ptr<float>());
+    return {context, weights};
+  }
+  // every input of a custom function must be defined: Dot has no v, an empty one stands for it
+  auto out = AttentionStep::apply(m.keys, m.values, q, v.defined() ? v : torch::empty({0}, q.options()), m.mask, m.grad_keys, m.grad_values,
+                                  static_cast<int64_t>(score), scale);
+  return {out[0], out[1]};
+}
+
 // sum_i weights[b, i] values[b, i, :]: a broadcast product and a sum. A bmm of [B, 1, S] by [B, S, C]
 // on the CPU is B separate vector products (with their own tensor views and BLAS calls) forward and
 // backward; this is two vectorised passes.
@@ -31,10 +156,13 @@ BahdanauAttentionImpl::BahdanauAttentionImpl(int64_t encoder_size, int64_t query
 }
 
 AttentionMemory BahdanauAttentionImpl::prepare(const torch::Tensor& encoder_states, const torch::Tensor& mask) {
-  return {torch::matmul(encoder_states, W_h.t()), encoder_states, mask};  // keys [B, S, A]
+  auto keys = torch::matmul(encoder_states, W_h.t());  // [B, S, A]
+  if (fused_attention_enabled() && fusable(keys)) return fused_memory(keys, encoder_states, mask);
+  return {keys, encoder_states, mask, {}, {}};
 }
 
 AttentionResult BahdanauAttentionImpl::forward(const torch::Tensor& query, const AttentionMemory& memory) {
+  if (use_fused(memory, query)) return fused_step(kernels::Score::Additive, torch::matmul(query, W_s.t()), v, memory, 1.0);
   auto q = torch::matmul(query, W_s.t()).unsqueeze(1);                  // [B, 1, A]
   auto scores = torch::matmul(torch::tanh(memory.keys + q), v);         // [B, S]
   auto weights = masked_softmax(scores, memory.mask);                   // [B, S]
@@ -50,10 +178,13 @@ QKVAttentionImpl::QKVAttentionImpl(int64_t encoder_size, int64_t query_size, int
 }
 
 AttentionMemory QKVAttentionImpl::prepare(const torch::Tensor& encoder_states, const torch::Tensor& mask) {
-  return {torch::matmul(encoder_states, W_K.t()), torch::matmul(encoder_states, W_V.t()), mask};  // [B, S, A] x 2
+  auto keys = torch::matmul(encoder_states, W_K.t()), values = torch::matmul(encoder_states, W_V.t());  // [B, S, A]
+  if (fused_attention_enabled() && fusable(keys)) return fused_memory(keys, values, mask);
+  return {keys, values, mask, {}, {}};
 }
 
 AttentionResult QKVAttentionImpl::forward(const torch::Tensor& query, const AttentionMemory& memory) {
+  if (use_fused(memory, query)) return fused_step(kernels::Score::Dot, torch::matmul(query, W_Q.t()), {}, memory, scale_);
   auto q = torch::matmul(query, W_Q.t()).unsqueeze(1);                       // [B, 1, A]
   auto scores = (memory.keys * q).sum(2);                                    // [B, S] = K^T q_j
   if (scale_ != 1.0) scores = scores * scale_;
@@ -61,6 +192,9 @@ AttentionResult QKVAttentionImpl::forward(const torch::Tensor& query, const Atte
   auto context = weighted_sum(weights, memory.values);                        // [B, A]
   return {context, weights};
 }
+
+void set_fused_attention(bool enabled) { fused_enabled.store(enabled); }
+bool fused_attention_enabled() { return fused_enabled.load(std::memory_order_relaxed); }
 
 std::shared_ptr<AttentionImpl> make_attention(const ModelConfig& config, int64_t encoder_size, int64_t query_size) {
   const int64_t size = config.attention_size > 0 ? config.attention_size : config.hidden_size;

@@ -17,7 +17,10 @@ struct AttentionMemory {
   torch::Tensor keys;    // [batch, src_len, attn]: W_h h_i (bahdanau) or K (qkv)
   torch::Tensor values;  // [batch, src_len, context]: h_i (bahdanau) or V (qkv)
   torch::Tensor mask;    // [batch, src_len] bool, true on real tokens
-  AttentionMemory index_select(const torch::Tensor& rows) const;
+  // Training with the fused CPU step (attention_kernels.h): each step's backward adds its dL/dkeys and
+  // dL/dvalues here, and the whole sentence's total goes back to the encoder once. Undefined otherwise.
+  torch::Tensor grad_keys, grad_values;
+  AttentionMemory index_select(const torch::Tensor& rows) const;  // for search: without the totals
 };
 
 struct AttentionResult {
@@ -31,6 +34,11 @@ class AttentionImpl : public torch::nn::Module {
   virtual AttentionResult forward(const torch::Tensor& query, const AttentionMemory& memory) = 0;
   virtual int64_t context_size() const = 0;
 };
+
+// The fused CPU step (attention_kernels.h) computes what the tensor expressions compute, in fewer passes
+// over memory. It is used for float32 CPU tensors unless switched off here (the tests compare the two).
+void set_fused_attention(bool enabled);
+bool fused_attention_enabled();
 
 class BahdanauAttentionImpl : public AttentionImpl {
  public:

@@ -2,6 +2,8 @@
 
 #include <ATen/Parallel.h>
 
+#include "softmax_kernels.h"
+
 namespace s2s {
 namespace {
 
@@ -72,6 +74,22 @@ class CrossEntropyRows : public torch::autograd::Function<CrossEntropyRows> {
     const int64_t N = l.size(0), V = l.size(1);
     auto real = targets.ne(pad);
     auto index = targets.clamp_min(0).unsqueeze(1);  // [N, 1]
+    ctx->saved_data["smoothing"] = smoothing;
+    if (l.is_cpu() && l.scalar_type() == torch::kFloat && index.scalar_type() == torch::kLong) {
+      // softmax_kernels.h: the probabilities are kept and become the gradient in place in backward
+      auto probs = torch::empty_like(l);
+      auto lse = torch::empty({N}, l.options()), mean = torch::empty({N}, l.options());
+      kernels::softmax_rows(l.data_ptr<float>(), N, V, probs.data_ptr<float>(), lse.data_ptr<float>(),
+                            mean.data_ptr<float>());
+      auto nll = (lse - l.gather(1, index).squeeze(1)).masked_fill_(real.logical_not(), 0);
+      auto loss = nll;
+      if (smoothing > 0) loss = (1 - smoothing) * nll + smoothing * (lse - mean).masked_fill_(real.logical_not(), 0);
+      ctx->saved_data["probs"] = probs;  // not versioned: backward overwrites it, once
+      ctx->save_for_backward({torch::Tensor(), torch::Tensor(), index.contiguous(), real});
+      auto nll_out = nll.clone();
+      ctx->mark_non_differentiable({nll_out});
+      return {loss, nll_out};
+    }
     auto lse = torch::empty({N}, l.options());
     const int64_t rows = l.is_cpu() ? block_rows(V) : std::max<int64_t>(N, 1);
     for_blocks(N, rows, [&](int64_t begin, int64_t end) {
@@ -91,7 +109,6 @@ class CrossEntropyRows : public torch::autograd::Function<CrossEntropyRows> {
       loss = (1 - smoothing) * nll + smoothing * uniform;
     }
     ctx->save_for_backward({logits, lse, index, real});
-    ctx->saved_data["smoothing"] = smoothing;
     auto nll_out = nll.clone();
     ctx->mark_non_differentiable({nll_out});
     return {loss, nll_out};
@@ -99,8 +116,18 @@ class CrossEntropyRows : public torch::autograd::Function<CrossEntropyRows> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto l = saved[0].detach().contiguous(), lse = saved[1], index = saved[2], real = saved[3];
     const double smoothing = ctx->saved_data["smoothing"].toDouble();
+    if (ctx->saved_data.count("probs")) {
+      auto probs = ctx->saved_data["probs"].toTensor();
+      TORCH_CHECK(probs.defined(), "cross_entropy_rows: backward through the same graph twice");
+      ctx->saved_data["probs"] = torch::Tensor();
+      const auto index = saved[2], real = saved[3];
+      const auto g = grads[0].detach().masked_fill(real.logical_not(), 0).contiguous();
+      kernels::cross_entropy_grad_rows(probs.data_ptr<float>(), g.data_ptr<float>(), index.data_ptr<int64_t>(),
+                                       static_cast<float>(smoothing), probs.size(0), probs.size(1));
+      return {probs, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    }
+    const auto l = saved[0].detach().contiguous(), lse = saved[1], index = saved[2], real = saved[3];
     const int64_t N = l.size(0), V = l.size(1);
     const auto g = grads[0].detach().masked_fill(real.logical_not(), 0);  // [N]: dL/dloss_n, 0 on pad rows
     auto grad = torch::empty_like(l);

@@ -1,0 +1,203 @@
+// The hand-written CPU kernels against the LibTorch expressions they replace: the fused attention step
+// (attention_kernels.h, through the model: values and every parameter's gradient, both attentions, masks of
+// several lengths) and the softmax cross-entropy (softmax_kernels.h, against float64 log_softmax). Each runs
+// on the AVX2 path (where the machine has it) and on the portable loops, with sizes that leave tails
+// shorter than a vector.
+#include <gtest/gtest.h>
+
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "attention.h"
+#include "data.h"
+#include "model.h"
+#include "row_parallel.h"
+#include "simd.h"
+
+namespace s2s {
+namespace {
+
+// Sets the kernel path and the attention switch for one scope, restoring the defaults after.
+class KernelPath {
+ public:
+  KernelPath(bool avx2, bool fused) {
+    simd::allow_avx2(avx2);
+    set_fused_attention(fused);
+  }
+  ~KernelPath() {
+    simd::allow_avx2(true);
+    set_fused_attention(true);
+  }
+};
+
+class Threads {
+ public:
+  explicit Threads(int n) : before_(torch::get_num_threads()) { torch::set_num_threads(n); }
+  ~Threads() { torch::set_num_threads(before_); }
+
+ private:
+  int before_;
+};
+
+std::vector<bool> paths() { return simd::avx2() ? std::vector<bool>{true, false} : std::vector<bool>{false}; }
+
+// max |a - b| <= tol * max(1, max |b|)
+void expect_close(const torch::Tensor& a, const torch::Tensor& b, double tol, const std::string& what) {
+  ASSERT_EQ(a.sizes(), b.sizes()) << what;
+  const double err = (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
+  const double scale = std::max(1.0, b.abs().max().item<double>());
+  EXPECT_LE(err, tol * scale) << what << ": max difference " << err << " (scale " << scale << ")";
+}
+
+ModelConfig config_for(const std::string& cell, const std::string& attention, int64_t hidden, int64_t attention_size) {
+  ModelConfig c;
+  c.cell = cell;
+  c.attention = attention;
+  c.embedding_size = 6;
+  c.hidden_size = hidden;
+  c.attention_size = attention_size;
+  c.dropout = 0.0;
+  c.init_range = 0.5;
+  return c;
+}
+
+// Sentences of 1 to 12 source tokens (so masks of many lengths) and 2 to 6 target tokens.
+Batch test_batch(int64_t vocab) {
+  std::vector<Example> examples;
+  for (int64_t k = 0; k < 13; ++k) {
+    Example e;
+    for (int64_t i = 0; i < 1 + (k * 5) % 12; ++i) e.src.push_back(4 + (k * 7 + i * 3) % (vocab - 4));
+    e.src.push_back(Vocabulary::kEos);
+    for (int64_t i = 0; i < 2 + k % 5; ++i) e.tgt.push_back(4 + (k * 5 + i * 11) % (vocab - 4));
+    examples.push_back(e);
+  }
+  std::vector<int64_t> indices(examples.size());
+  std::iota(indices.begin(), indices.end(), 0);
+  return make_batch(examples, indices);
+}
+
+struct ForwardBackward {
+  torch::Tensor logits, weights;
+  std::vector<torch::Tensor> grads;
+};
+
+// A loss that weighs every logit and every attention weight differently, so both outputs carry gradient.
+ForwardBackward run(Seq2Seq& model, const Batch& batch) {
+  model->zero_grad();
+  auto out = model->forward(batch);
+  torch::manual_seed(5);
+  auto loss = (out.logits * torch::randn(out.logits.sizes())).sum() +
+              (out.weights * torch::randn(out.weights.sizes())).sum();
+  loss.backward();
+  ForwardBackward r{out.logits.detach(), out.weights.detach(), {}};
+  for (const auto& p : model->parameters()) r.grads.push_back(p.grad().clone());
+  return r;
+}
+
+TEST(FusedAttention, SameValuesAndGradientsAsTheTensorExpressions) {
+  const int64_t vocab = 17;
+  const auto batch = test_batch(vocab);
+  // hidden 7 (bahdanau context 14, not a multiple of 8) and attention 13 / 19; and full vectors: 16 / 32
+  for (const auto& [hidden, attention_size] : std::vector<std::pair<int64_t, int64_t>>{{7, 13}, {16, 32}, {5, 3}}) {
+    for (const std::string attention : {"bahdanau", "qkv"}) {
+      for (const std::string cell : {"rnn", "gru"}) {
+        auto cfg = config_for(cell, attention, hidden, attention_size);
+        cfg.qkv_scaled = hidden == 16;
+        torch::manual_seed(3);
+        Seq2Seq model(cfg, vocab, vocab);
+        ForwardBackward reference;
+        {
+          KernelPath path(true, /*fused=*/false);
+          reference = run(model, batch);
+        }
+        for (bool avx2 : paths()) {
+          SCOPED_TRACE(cell + "+" + attention + " hidden " + std::to_string(hidden) + " attention " +
+                       std::to_string(attention_size) + (avx2 ? " avx2" : " portable"));
+          KernelPath path(avx2, /*fused=*/true);
+          const auto fused = run(model, batch);
+          expect_close(fused.logits, reference.logits, 1e-5, "logits");
+          expect_close(fused.weights, reference.weights, 1e-6, "attention weights");
+          EXPECT_TRUE(fused.weights.masked_select(reference.weights.eq(0)).eq(0).all().item<bool>())
+              << "padding must get weight exactly 0";
+          const auto names = model->named_parameters().keys();
+          for (size_t i = 0; i < names.size(); ++i)
+            expect_close(fused.grads[i], reference.grads[i], 2e-5, "dL/d" + names[i]);
+        }
+      }
+    }
+  }
+}
+
+TEST(FusedAttention, BitIdenticalWithOneOrTwoThreads) {
+  const int64_t vocab = 17;
+  const auto batch = test_batch(vocab);
+  torch::manual_seed(4);
+  Seq2Seq model(config_for("rnn", "bahdanau", 16, 24), vocab, vocab);
+  ForwardBackward one, two;
+  {
+    Threads t(1);
+    one = run(model, batch);
+  }
+  {
+    Threads t(2);
+    two = run(model, batch);
+  }
+  EXPECT_TRUE(one.logits.equal(two.logits));
+  for (size_t i = 0; i < one.grads.size(); ++i) EXPECT_TRUE(one.grads[i].equal(two.grads[i])) << "parameter " << i;
+}
+
+TEST(FusedAttention, SearchWithoutGradientGivesTheSameWeights) {
+  const int64_t vocab = 17;
+  const auto batch = test_batch(vocab);
+  torch::manual_seed(6);
+  Seq2Seq model(config_for("gru", "bahdanau", 7, 13), vocab, vocab);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  torch::Tensor reference;
+  {
+    KernelPath path(true, /*fused=*/false);
+    reference = model->forward(batch).weights;
+  }
+  for (bool avx2 : paths()) {
+    KernelPath path(avx2, /*fused=*/true);
+    expect_close(model->forward(batch).weights, reference, 1e-6, avx2 ? "avx2" : "portable");
+  }
+}
+
+TEST(FusedCrossEntropy, MatchesFloat64LogSoftmaxInValueAndGradient) {
+  torch::manual_seed(7);
+  const int64_t pad = 0;
+  for (int64_t V : {5, 8, 6198}) {
+    const int64_t N = 37;
+    auto targets = torch::randint(1, V, {N}, torch::kInt64);
+    targets.index_put_({torch::arange(0, N, 6)}, pad);
+    const auto real = targets.ne(pad);
+    const auto logits64 = (4 * torch::randn({N, V}, torch::kDouble)).requires_grad_();
+    const auto row_weights = torch::rand({N}, torch::kDouble);
+    for (double smoothing : {0.0, 0.1}) {
+      auto logp = torch::log_softmax(logits64, 1);
+      auto nll = (-logp.gather(1, targets.unsqueeze(1)).squeeze(1)).masked_fill(real.logical_not(), 0);
+      auto ref = (1 - smoothing) * nll + smoothing * (-logp.mean(1)).masked_fill(real.logical_not(), 0);
+      auto ref_grad = torch::autograd::grad({(ref * row_weights).sum()}, {logits64})[0];
+      for (bool avx2 : paths()) {
+        SCOPED_TRACE("V " + std::to_string(V) + " smoothing " + std::to_string(smoothing) +
+                     (avx2 ? " avx2" : " portable"));
+        KernelPath path(avx2, true);
+        auto logits = logits64.detach().to(torch::kFloat).requires_grad_();
+        auto r = cross_entropy_rows(logits, targets, smoothing, pad);
+        expect_close(r.loss, ref.detach(), 2e-6, "loss rows");
+        expect_close(r.nll, nll.detach(), 2e-6, "nll rows");
+        (r.loss * row_weights.to(torch::kFloat)).sum().backward();
+        expect_close(logits.grad(), ref_grad, 1e-6, "dL/dlogits");
+        EXPECT_TRUE(logits.grad().index_select(0, torch::arange(0, N, 6)).eq(0).all().item<bool>())
+            << "padding rows must get no gradient";
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace s2s
