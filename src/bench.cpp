@@ -26,6 +26,7 @@
 #include "error.h"
 #include "metrics.h"
 #include "model.h"
+#include "optimizer_step.h"
 #include "rnn_cell.h"
 #include "runtime.h"
 #include "translator.h"
@@ -309,8 +310,7 @@ nlohmann::json run_train(const BenchOptions& o) {
     update_options.seed = mix_seed(static_cast<uint64_t>(t.seed), 0, static_cast<uint64_t>(step));
     const auto u = compute_update(model, params, examples, {batches[step]}, t, cpu, update_options, nullptr);
     losses.push_back(u.loss);
-    if (t.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params, t.clip_norm);
-    optimizer->step();
+    clip_and_step(*optimizer, params, t.clip_norm);
     if (step < o.warmup_steps) {
       if (step + 1 == o.warmup_steps && !o.profile.empty())
         profile = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);

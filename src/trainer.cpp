@@ -21,6 +21,7 @@
 #include "lr_schedule.h"
 #include "metrics.h"
 #include "model.h"
+#include "optimizer_step.h"
 #include "progress.h"
 #include "random.h"
 #include "runtime.h"
@@ -361,8 +362,7 @@ int train(const TrainOptions& options) {
                       u.loss, state.step + 1);
         return 1;
       }
-      if (t.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params, t.clip_norm);
-      optimizer->step();
+      clip_and_step(*optimizer, params, t.clip_norm);
       ++state.step;
       state.batch_in_epoch += window;
       interval_loss += u.loss;

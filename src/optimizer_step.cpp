@@ -1,0 +1,247 @@
+#include "optimizer_step.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <type_traits>
+
+#include <ATen/Parallel.h>
+
+#include "simd.h"
+
+namespace s2s {
+namespace {
+
+std::atomic<bool> fused_enabled{true};
+
+constexpr int64_t kChunk = int64_t{1} << 14;  // elements per unit of work: 64 KiB of each array
+
+// Torch's optimisers key their per-parameter state by the parameter's TensorImpl: as its printed address
+// in LibTorch 1.13, as the pointer itself in later versions.
+template <class Map>
+typename Map::key_type state_key(const Map&, const torch::Tensor& p) {
+  using Key = typename Map::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
+
+struct AdamScalars {
+  float scale;          // gradient clipping factor (1 = none)
+  float beta1, beta2;   // moment decay rates
+  float one_minus_beta1, one_minus_beta2;
+  float sqrt_bias2;     // sqrt(1 - beta2^step)
+  float eps;
+  float step_size;      // lr / (1 - beta1^step)
+};
+
+// The update of torch::optim::Adam (no weight decay, no amsgrad) for n elements, with g scaled first:
+//   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;
+//   p -= step_size * m / (sqrt(v) / sqrt_bias2 + eps)
+void adam_portable(const AdamScalars& k, const float* grad, float* p, float* m, float* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = grad[i] * k.scale;
+    const float mi = m[i] * k.beta1 + k.one_minus_beta1 * g;
+    const float vi = v[i] * k.beta2 + k.one_minus_beta2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] -= k.step_size * (mi / (std::sqrt(vi) / k.sqrt_bias2 + k.eps));
+  }
+}
+
+double squares_portable(const float* g, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(g[i]) * g[i];
+  return s;
+}
+
+#ifdef S2S_SIMD_AVX2
+S2S_AVX2 void adam_avx2(const AdamScalars& k, const float* grad, float* p, float* m, float* v, int64_t n) {
+  const auto scale = _mm256_set1_ps(k.scale), b1 = _mm256_set1_ps(k.beta1), b2 = _mm256_set1_ps(k.beta2);
+  const auto c1 = _mm256_set1_ps(k.one_minus_beta1), c2 = _mm256_set1_ps(k.one_minus_beta2);
+  const auto sb2 = _mm256_set1_ps(k.sqrt_bias2), eps = _mm256_set1_ps(k.eps);
+  const auto step = _mm256_set1_ps(k.step_size);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const auto g = _mm256_mul_ps(_mm256_loadu_ps(grad + i), scale);
+    const auto mi = _mm256_fmadd_ps(c1, g, _mm256_mul_ps(_mm256_loadu_ps(m + i), b1));
+    const auto vi = _mm256_fmadd_ps(_mm256_mul_ps(c2, g), g, _mm256_mul_ps(_mm256_loadu_ps(v + i), b2));
+    const auto denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), sb2), eps);
+    const auto pi = _mm256_fnmadd_ps(step, _mm256_div_ps(mi, denom), _mm256_loadu_ps(p + i));
+    _mm256_storeu_ps(m + i, mi);
+    _mm256_storeu_ps(v + i, vi);
+    _mm256_storeu_ps(p + i, pi);
+  }
+  adam_portable(k, grad + i, p + i, m + i, v + i, n - i);
+}
+
+S2S_AVX2 double squares_avx2(const float* g, int64_t n) {
+  auto lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const auto x = _mm256_loadu_ps(g + i);
+    const auto a = _mm256_cvtps_pd(_mm256_castps256_ps128(x)), b = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+    lo = _mm256_fmadd_pd(a, a, lo);
+    hi = _mm256_fmadd_pd(b, b, hi);
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, _mm256_add_pd(lo, hi));
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3] + squares_portable(g + i, n - i);
+}
+#endif
+
+void adam_rows(const AdamScalars& k, const float* grad, float* p, float* m, float* v, int64_t n) {
+#ifdef S2S_SIMD_AVX2
+  if (simd::avx2()) return adam_avx2(k, grad, p, m, v, n);
+#endif
+  adam_portable(k, grad, p, m, v, n);
+}
+
+double sum_of_squares(const float* g, int64_t n) {
+#ifdef S2S_SIMD_AVX2
+  if (simd::avx2()) return squares_avx2(g, n);
+#endif
+  return squares_portable(g, n);
+}
+
+bool fusable(const torch::Tensor& t) {
+  return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.is_contiguous() &&
+         !t.is_sparse();
+}
+
+// One parameter's share of the fused update.
+struct Slot {
+  torch::Tensor param, grad, exp_avg, exp_avg_sq;
+  AdamScalars scalars;
+};
+
+struct Chunk {
+  size_t slot;
+  int64_t begin, end;
+};
+
+std::vector<Chunk> chunks_of(const std::vector<Slot>& slots) {
+  std::vector<Chunk> chunks;
+  for (size_t s = 0; s < slots.size(); ++s)
+    for (int64_t b = 0, n = slots[s].param.numel(); b < n; b += kChunk) chunks.push_back({s, b, std::min(n, b + kChunk)});
+  return chunks;
+}
+
+// The parameters with a gradient, or nullopt when some cannot take the fused route.
+std::optional<std::vector<Slot>> fused_slots(torch::optim::Adam& adam) {
+  std::vector<Slot> slots;
+  for (auto& group : adam.param_groups()) {
+    const auto& o = static_cast<const torch::optim::AdamOptions&>(group.options());
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      if (o.weight_decay() != 0 || o.amsgrad() || !fusable(p) || !fusable(p.grad()) ||
+          p.grad().numel() != p.numel())
+        return std::nullopt;
+      slots.push_back({p, p.grad(), {}, {}, {}});
+    }
+  }
+  return slots;
+}
+
+// Adam::step's bookkeeping: the state made on first use, the step counted, the scalars of this step.
+void prepare_state(torch::optim::Adam& adam, std::vector<Slot>& slots, float scale) {
+  size_t s = 0;
+  for (auto& group : adam.param_groups()) {
+    const auto& o = static_cast<const torch::optim::AdamOptions&>(group.options());
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      auto* found = adam_state(adam, p);
+      if (!found) {
+        auto fresh = std::make_unique<torch::optim::AdamParamState>();
+        fresh->step(0);
+        fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        found = fresh.get();
+        adam.state().emplace(state_key(adam.state(), p), std::move(fresh));
+      }
+      auto& state = *found;
+      state.step(state.step() + 1);
+      const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
+      const double bias1 = 1 - std::pow(beta1, static_cast<double>(state.step()));
+      const double bias2 = 1 - std::pow(beta2, static_cast<double>(state.step()));
+      auto& slot = slots[s++];
+      TORCH_CHECK(fusable(state.exp_avg()) && fusable(state.exp_avg_sq()), "Adam state of an unexpected layout");
+      slot.exp_avg = state.exp_avg();
+      slot.exp_avg_sq = state.exp_avg_sq();
+      slot.scalars = {scale,
+                      static_cast<float>(beta1),
+                      static_cast<float>(beta2),
+                      static_cast<float>(1 - beta1),
+                      static_cast<float>(1 - beta2),
+                      static_cast<float>(std::sqrt(bias2)),
+                      static_cast<float>(o.eps()),
+                      static_cast<float>(o.lr() / bias1)};
+    }
+  }
+}
+
+double fused_clip_and_adam(torch::optim::Adam& adam, std::vector<Slot> slots, double clip_norm) {
+  torch::NoGradGuard no_grad;
+  const auto chunks = chunks_of(slots);
+  const auto n_chunks = static_cast<int64_t>(chunks.size());
+  double norm = 0;
+  float scale = 1;
+  if (clip_norm > 0) {
+    // Partial sums per chunk, added in chunk order: the same norm at any thread count.
+    std::vector<double> partial(chunks.size(), 0.0);
+    at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        const auto& ch = chunks[c];
+        partial[c] = sum_of_squares(slots[ch.slot].grad.data_ptr<float>() + ch.begin, ch.end - ch.begin);
+      }
+    });
+    double total = 0;
+    for (double x : partial) total += x;
+    norm = std::sqrt(total);
+    // clip_grad_norm_'s factor: max_norm / (norm + 1e-6), applied when below 1.
+    scale = static_cast<float>(std::min(1.0, clip_norm / (norm + 1e-6)));
+  }
+  prepare_state(adam, slots, scale);
+  at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const auto& ch = chunks[c];
+      auto& s = slots[ch.slot];
+      adam_rows(s.scalars, s.grad.data_ptr<float>() + ch.begin, s.param.data_ptr<float>() + ch.begin,
+                s.exp_avg.data_ptr<float>() + ch.begin, s.exp_avg_sq.data_ptr<float>() + ch.begin, ch.end - ch.begin);
+    }
+  });
+  return norm;
+}
+
+}  // namespace
+
+torch::optim::AdamParamState* adam_state(torch::optim::Adam& adam, const torch::Tensor& p) {
+  auto& states = adam.state();
+  const auto it = states.find(state_key(states, p));
+  return it == states.end() ? nullptr : static_cast<torch::optim::AdamParamState*>(it->second.get());
+}
+
+double clip_and_step(torch::optim::Optimizer& optimizer, const std::vector<torch::Tensor>& params,
+                     double clip_norm) {
+  if (fused_optimizer_enabled()) {
+    if (auto* adam = dynamic_cast<torch::optim::Adam*>(&optimizer)) {
+      if (auto slots = fused_slots(*adam)) return fused_clip_and_adam(*adam, std::move(*slots), clip_norm);
+    }
+  }
+  double norm = 0;
+  if (clip_norm > 0) norm = torch::nn::utils::clip_grad_norm_(params, clip_norm);
+  optimizer.step();
+  return norm;
+}
+
+void set_fused_optimizer(bool enabled) { fused_enabled.store(enabled); }
+bool fused_optimizer_enabled() { return fused_enabled.load(); }
+
+}  // namespace s2s

@@ -1,0 +1,30 @@
+// The end of a training step once the gradients are in the parameters' .grad: clipping of the global
+// gradient norm (training.clip_norm), then the optimiser's update.
+//
+// For Adam on CPU float32 parameters this is two passes over memory instead of about a dozen: one that
+// sums the squared gradients, and one that, element by element, scales the gradient by the clipping
+// factor and updates the two moments and the parameter, the update of torch::optim::Adam (LibTorch's C++
+// optimiser, whose state it reads and writes, so checkpoints and resuming are unchanged). The unfused
+// route (clip_grad_norm_ and Adam::step: mul, add, mul, addcmul, sqrt, div, add, addcdiv, each a pass of
+// its own) is kept for SGD, other devices, and the tests that compare the two.
+#pragma once
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace s2s {
+
+// Clips the gradients to `clip_norm` (<= 0: no clipping) and applies one optimiser update. The gradients'
+// values after the call are unspecified (the next step zeroes them). Returns the gradient norm before
+// clipping (0 when not clipping).
+double clip_and_step(torch::optim::Optimizer& optimizer, const std::vector<torch::Tensor>& params,
+                     double clip_norm);
+
+// The Adam state LibTorch keeps for parameter p (nullptr before its first step).
+torch::optim::AdamParamState* adam_state(torch::optim::Adam& adam, const torch::Tensor& p);
+
+// The fused route on (the default) or off.
+void set_fused_optimizer(bool enabled);
+bool fused_optimizer_enabled();
+
+}  // namespace s2s

@@ -1,0 +1,172 @@
+// clip_and_step (optimizer_step.h) against LibTorch's own clip_grad_norm_ and torch::optim::Adam: the
+// same parameters and moments after several steps, clipping active, inactive and off, a parameter without
+// gradient, sizes with vector tails and chunk boundaries; the fused and the unfused route taking turns on
+// one optimiser (so each finds the state the other left); the same bits at any thread count.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "optimizer_step.h"
+#include "simd.h"
+
+namespace s2s {
+namespace {
+
+class Route {
+ public:
+  Route(bool fused, bool avx2) {
+    set_fused_optimizer(fused);
+    simd::allow_avx2(avx2);
+  }
+  ~Route() {
+    set_fused_optimizer(true);
+    simd::allow_avx2(true);
+  }
+};
+
+std::vector<bool> simd_paths() { return simd::avx2() ? std::vector<bool>{true, false} : std::vector<bool>{false}; }
+
+// Shapes: tails shorter than a vector, one over a 16,384-element chunk boundary, a bias.
+const std::vector<std::vector<int64_t>> kShapes = {{37}, {5, 19}, {16390}, {3, 7, 11}, {8}};
+
+std::vector<torch::Tensor> make_params(uint64_t seed) {
+  torch::manual_seed(seed);
+  std::vector<torch::Tensor> ps;
+  for (const auto& s : kShapes) ps.push_back(torch::randn(s).requires_grad_(true));
+  return ps;
+}
+
+std::vector<torch::Tensor> clone_params(const std::vector<torch::Tensor>& ps) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : ps) out.push_back(p.detach().clone().requires_grad_(true));
+  return out;
+}
+
+// Gradients of step k: the last parameter gets none every other step (Adam skips it then).
+std::vector<torch::Tensor> make_grads(int k, double magnitude) {
+  torch::manual_seed(1000 + k);
+  std::vector<torch::Tensor> gs;
+  for (size_t i = 0; i < kShapes.size(); ++i)
+    gs.push_back(i + 1 == kShapes.size() && k % 2 == 1 ? torch::Tensor() : magnitude * torch::randn(kShapes[i]));
+  return gs;
+}
+
+void set_grads(std::vector<torch::Tensor>& ps, const std::vector<torch::Tensor>& gs) {
+  for (size_t i = 0; i < ps.size(); ++i) ps[i].mutable_grad() = gs[i].defined() ? gs[i].clone() : torch::Tensor();
+}
+
+double norm_in_double(const std::vector<torch::Tensor>& gs) {
+  double s = 0;
+  for (const auto& g : gs)
+    if (g.defined()) s += g.to(torch::kDouble).pow(2).sum().item<double>();
+  return std::sqrt(s);
+}
+
+void expect_close(const torch::Tensor& a, const torch::Tensor& b, double tol, const std::string& what) {
+  const double err = (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
+  EXPECT_LE(err, tol * std::max(1.0, b.abs().max().item<double>())) << what << ": max difference " << err;
+}
+
+// The optimiser's state of p (optimizer_step.h's lookup; on LibTorch's own optimiser it throws unless
+// the key is the one LibTorch uses).
+torch::optim::AdamParamState& state_of(torch::optim::Adam& adam, const torch::Tensor& p) {
+  auto* s = adam_state(adam, p);
+  if (!s) throw std::runtime_error("no Adam state for the parameter");
+  return *s;
+}
+
+// Steps `steps` times with the unfused LibTorch route on one copy and clip_and_step on another (fused
+// on the steps where `fused_on(k)`), and compares parameters and moments.
+void compare_with_torch(double clip, double grad_magnitude, bool avx2, bool (*fused_on)(int)) {
+  const int steps = 6;
+  auto reference = make_params(7);
+  auto mine = clone_params(reference);
+  torch::optim::Adam ref_opt(reference, torch::optim::AdamOptions(0.01));
+  torch::optim::Adam my_opt(mine, torch::optim::AdamOptions(0.01));
+  for (int k = 0; k < steps; ++k) {
+    const auto grads = make_grads(k, grad_magnitude);
+    set_grads(reference, grads);
+    set_grads(mine, grads);
+    if (clip > 0) torch::nn::utils::clip_grad_norm_(reference, clip);
+    ref_opt.step();
+    double norm = 0;
+    {
+      Route route(fused_on(k), avx2);
+      norm = clip_and_step(my_opt, mine, clip);
+    }
+    if (clip > 0) {
+      EXPECT_NEAR(norm, norm_in_double(grads), 1e-5 * norm_in_double(grads)) << "step " << k;
+    }
+  }
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const auto what = "parameter " + std::to_string(i) + (avx2 ? " (avx2)" : " (portable)") + " clip " +
+                      std::to_string(clip);
+    expect_close(mine[i].detach(), reference[i].detach(), 2e-6, what);
+    auto& a = state_of(my_opt, mine[i]);
+    auto& b = state_of(ref_opt, reference[i]);
+    EXPECT_EQ(a.step(), b.step()) << what;
+    expect_close(a.exp_avg(), b.exp_avg(), 2e-6, what + " exp_avg");
+    expect_close(a.exp_avg_sq(), b.exp_avg_sq(), 2e-6, what + " exp_avg_sq");
+  }
+  // The parameters moved: the comparison is not between two untouched copies.
+  EXPECT_GT((mine[0].detach() - make_params(7)[0]).abs().max().item<double>(), 1e-3);
+}
+
+TEST(OptimizerStep, FusedAdamMatchesLibTorchAdamAndClipping) {
+  for (bool avx2 : simd_paths()) {
+    compare_with_torch(0, 1.0, avx2, [](int) { return true; });      // no clipping
+    compare_with_torch(0.5, 1.0, avx2, [](int) { return true; });    // clipping active (norm ~ 130)
+    compare_with_torch(1e6, 1.0, avx2, [](int) { return true; });    // clipping inactive
+    compare_with_torch(1.0, 1e-4, avx2, [](int) { return true; });   // small gradients: eps matters
+  }
+}
+
+TEST(OptimizerStep, FusedAndUnfusedStepsShareTheOptimiserState) {
+  // Alternating routes on one optimiser only agree with LibTorch throughout if each finds and updates
+  // the moments and step count the other left (a fused route with state of its own would restart the
+  // bias correction and the moments).
+  compare_with_torch(0.5, 1.0, simd::avx2(), [](int k) { return k % 2 == 0; });
+  compare_with_torch(0.5, 1.0, simd::avx2(), [](int k) { return k >= 3; });
+}
+
+TEST(OptimizerStep, SameBitsAtAnyThreadCount) {
+  std::vector<std::vector<torch::Tensor>> results;
+  const int before = torch::get_num_threads();
+  for (int threads : {1, 2, 3}) {
+    torch::set_num_threads(threads);
+    auto ps = make_params(3);
+    torch::optim::Adam opt(ps, torch::optim::AdamOptions(0.01));
+    for (int k = 0; k < 3; ++k) {
+      auto gs = make_grads(k, 1.0);
+      set_grads(ps, gs);
+      clip_and_step(opt, ps, 0.5);
+    }
+    results.push_back(ps);
+  }
+  torch::set_num_threads(before);
+  for (size_t r = 1; r < results.size(); ++r)
+    for (size_t i = 0; i < results[0].size(); ++i)
+      EXPECT_TRUE(torch::equal(results[r][i], results[0][i])) << "threads run " << r << ", parameter " << i;
+}
+
+TEST(OptimizerStep, SgdTakesLibTorchsRoute) {
+  auto a = make_params(5), b = clone_params(a);
+  torch::optim::SGD sa(a, torch::optim::SGDOptions(0.1).momentum(0.9)), sb(b, torch::optim::SGDOptions(0.1).momentum(0.9));
+  for (int k = 0; k < 3; ++k) {
+    const auto gs = make_grads(k, 1.0);
+    set_grads(a, gs);
+    set_grads(b, gs);
+    torch::nn::utils::clip_grad_norm_(a, 0.5);
+    sa.step();
+    clip_and_step(sb, b, 0.5);
+  }
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+}
+
+}  // namespace
+}  // namespace s2s
