@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include "simd.h"
 
@@ -217,6 +218,10 @@ double fused_clip_and_adam(torch::optim::Adam& adam, std::vector<Slot> slots, do
                 s.exp_avg.data_ptr<float>() + ch.begin, s.exp_avg_sq.data_ptr<float>() + ch.begin, ch.end - ch.begin);
     }
   });
+  // Written through raw pointers: count the change as LibTorch's in-place operations do, so that autograd
+  // still notices a parameter modified after a graph saved it.
+  for (auto& s : slots)
+    for (auto* t : {&s.param, &s.exp_avg, &s.exp_avg_sq}) torch::autograd::impl::bump_version(*t);
   return norm;
 }
 

@@ -154,6 +154,19 @@ TEST(OptimizerStep, SameBitsAtAnyThreadCount) {
       EXPECT_TRUE(torch::equal(results[r][i], results[0][i])) << "threads run " << r << ", parameter " << i;
 }
 
+TEST(OptimizerStep, AutogradSeesTheParametersChange) {
+  // As with LibTorch's in-place update, a graph that saved a parameter before the step refuses to
+  // run backward after it instead of using the new values silently.
+  auto ps = make_params(9);
+  torch::optim::Adam opt(ps, torch::optim::AdamOptions(0.01));
+  set_grads(ps, make_grads(0, 1.0));
+  auto y = (ps[0] * ps[0]).sum();
+  const auto before = ps[0]._version();
+  clip_and_step(opt, ps, 0.5);
+  EXPECT_GT(ps[0]._version(), before);
+  EXPECT_THROW(y.backward(), c10::Error);
+}
+
 TEST(OptimizerStep, SgdTakesLibTorchsRoute) {
   auto a = make_params(5), b = clone_params(a);
   torch::optim::SGD sa(a, torch::optim::SGDOptions(0.1).momentum(0.9)), sb(b, torch::optim::SGDOptions(0.1).momentum(0.9));
