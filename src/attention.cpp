@@ -38,8 +38,22 @@ class MemoryGradients : public torch::autograd::Function<MemoryGradients> {
   }
 };
 
-kernels::StepShape step_shape(const AttentionMemory& m) {
-  return {m.keys.size(0), m.keys.size(1), m.keys.size(2), m.values.size(2)};
+kernels::StepShape step_shape(const torch::Tensor& keys, const torch::Tensor& values) {
+  return {keys.size(0), keys.size(1), keys.size(2), values.size(2)};
+}
+
+// The kernel's forward into new (context, weights); tanh_out may be undefined (no backward follows).
+AttentionResult step_forward(kernels::Score score, const torch::Tensor& keys, const torch::Tensor& values,
+                             const torch::Tensor& q, const torch::Tensor& v, const torch::Tensor& mask, double scale,
+                             const torch::Tensor& tanh_out) {
+  const auto n = step_shape(keys, values);
+  auto weights = torch::empty({n.B, n.S}, q.options());
+  auto context = torch::empty({n.B, n.C}, q.options());
+  kernels::attention_step_forward(score, n, keys.data_ptr<float>(), values.data_ptr<float>(), q.data_ptr<float>(),
+                                  v.defined() && v.numel() ? v.data_ptr<float>() : nullptr, mask.data_ptr<bool>(),
+                                  static_cast<float>(scale), tanh_out.defined() ? tanh_out.data_ptr<float>() : nullptr,
+                                  weights.data_ptr<float>(), context.data_ptr<float>());
+  return {context, weights};
 }
 
 // One step: (context, weights) from q = W_s s_j (or W_Q s_j) and the memory. v is undefined for Dot.
@@ -49,15 +63,9 @@ class AttentionStep : public torch::autograd::Function<AttentionStep> {
                                torch::Tensor v, torch::Tensor mask, torch::Tensor grad_keys, torch::Tensor grad_values,
                                int64_t score, double scale) {
     const auto kind = static_cast<kernels::Score>(score);
-    const kernels::StepShape n{keys.size(0), keys.size(1), keys.size(2), values.size(2)};
     q = q.contiguous();
-    auto weights = torch::empty({n.B, n.S}, q.options());
-    auto context = torch::empty({n.B, n.C}, q.options());
     torch::Tensor t = kind == kernels::Score::Additive ? torch::empty_like(keys) : torch::Tensor();
-    kernels::attention_step_forward(kind, n, keys.data_ptr<float>(), values.data_ptr<float>(), q.data_ptr<float>(),
-                                    v.numel() ? v.data_ptr<float>() : nullptr, mask.data_ptr<bool>(),
-                                    static_cast<float>(scale), t.defined() ? t.data_ptr<float>() : nullptr,
-                                    weights.data_ptr<float>(), context.data_ptr<float>());
+    auto [context, weights] = step_forward(kind, keys, values, q, v, mask, scale, t);
     // keys and values are the sentence's memory, saved by every step: kept as references, not versioned
     ctx->saved_data["keys"] = keys;
     ctx->saved_data["values"] = values;
@@ -77,7 +85,7 @@ class AttentionStep : public torch::autograd::Function<AttentionStep> {
     auto grad_keys = ctx->saved_data["grad_keys"].toTensor(), grad_values = ctx->saved_data["grad_values"].toTensor();
     const auto kind = static_cast<kernels::Score>(ctx->saved_data["score"].toInt());
     const auto scale = static_cast<float>(ctx->saved_data["scale"].toDouble());
-    const kernels::StepShape n{keys.size(0), keys.size(1), keys.size(2), values.size(2)};
+    const auto n = step_shape(keys, values);
     const auto gc = grads[0].defined() ? grads[0].contiguous() : torch::zeros({n.B, n.C}, q.options());
     const auto gw = grads[1].defined() ? grads[1].contiguous() : torch::Tensor();
     auto gq = torch::empty_like(q);
@@ -118,17 +126,8 @@ bool use_fused(const AttentionMemory& m, const torch::Tensor& q) {
 
 AttentionResult fused_step(kernels::Score score, const torch::Tensor& q, const torch::Tensor& v,
                            const AttentionMemory& m, double scale) {
-  if (!torch::GradMode::is_enabled()) {  // search: no graph, no saved tanh
-    const auto n = step_shape(m);
-    const auto qc = q.contiguous();
-    auto weights = torch::empty({n.B, n.S}, q.options());
-    auto context = torch::empty({n.B, n.C}, q.options());
-    kernels::attention_step_forward(score, n, m.keys.data_ptr<float>(), m.values.data_ptr<float>(),
-                                    qc.data_ptr<float>(), v.defined() ? v.data_ptr<float>() : nullptr,
-                                    m.mask.data_ptr<bool>(), static_cast<float>(scale), nullptr,
-                                    weights.data_ptr<float>(), context.data_ptr<float>());
-    return {context, weights};
-  }
+  if (!torch::GradMode::is_enabled())  // search: no graph, no saved tanh
+    return step_forward(score, m.keys, m.values, q.contiguous(), v, m.mask, scale, {});
   // every input of a custom function must be defined: Dot has no v, an empty one stands for it
   auto out = AttentionStep::apply(m.keys, m.values, q, v.defined() ? v : torch::empty({0}, q.options()), m.mask, m.grad_keys, m.grad_values,
                                   static_cast<int64_t>(score), scale);

@@ -120,6 +120,7 @@ bool fusable(const torch::Tensor& t) {
 // One parameter's share of the fused update.
 struct Slot {
   torch::Tensor param, grad, exp_avg, exp_avg_sq;
+  const torch::optim::AdamOptions* options;  // of the parameter's group
   AdamScalars scalars;
 };
 
@@ -145,7 +146,7 @@ std::optional<std::vector<Slot>> fused_slots(torch::optim::Adam& adam) {
       if (o.weight_decay() != 0 || o.amsgrad() || !fusable(p) || !fusable(p.grad()) ||
           p.grad().numel() != p.numel())
         return std::nullopt;
-      slots.push_back({p, p.grad(), {}, {}, {}});
+      slots.push_back({p, p.grad(), {}, {}, &o, {}});
     }
   }
   return slots;
@@ -153,38 +154,34 @@ std::optional<std::vector<Slot>> fused_slots(torch::optim::Adam& adam) {
 
 // Adam::step's bookkeeping: the state made on first use, the step counted, the scalars of this step.
 void prepare_state(torch::optim::Adam& adam, std::vector<Slot>& slots, float scale) {
-  size_t s = 0;
-  for (auto& group : adam.param_groups()) {
-    const auto& o = static_cast<const torch::optim::AdamOptions&>(group.options());
-    for (auto& p : group.params()) {
-      if (!p.grad().defined()) continue;
-      auto* found = adam_state(adam, p);
-      if (!found) {
-        auto fresh = std::make_unique<torch::optim::AdamParamState>();
-        fresh->step(0);
-        fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-        fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-        found = fresh.get();
-        adam.state().emplace(state_key(adam.state(), p), std::move(fresh));
-      }
-      auto& state = *found;
-      state.step(state.step() + 1);
-      const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
-      const double bias1 = 1 - std::pow(beta1, static_cast<double>(state.step()));
-      const double bias2 = 1 - std::pow(beta2, static_cast<double>(state.step()));
-      auto& slot = slots[s++];
-      TORCH_CHECK(fusable(state.exp_avg()) && fusable(state.exp_avg_sq()), "Adam state of an unexpected layout");
-      slot.exp_avg = state.exp_avg();
-      slot.exp_avg_sq = state.exp_avg_sq();
-      slot.scalars = {scale,
-                      static_cast<float>(beta1),
-                      static_cast<float>(beta2),
-                      static_cast<float>(1 - beta1),
-                      static_cast<float>(1 - beta2),
-                      static_cast<float>(std::sqrt(bias2)),
-                      static_cast<float>(o.eps()),
-                      static_cast<float>(o.lr() / bias1)};
+  for (auto& slot : slots) {
+    const auto& p = slot.param;
+    const auto& o = *slot.options;
+    auto* found = adam_state(adam, p);
+    if (!found) {
+      auto fresh = std::make_unique<torch::optim::AdamParamState>();
+      fresh->step(0);
+      fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+      fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+      found = fresh.get();
+      adam.state().emplace(state_key(adam.state(), p), std::move(fresh));
     }
+    auto& state = *found;
+    TORCH_CHECK(fusable(state.exp_avg()) && fusable(state.exp_avg_sq()), "Adam state of an unexpected layout");
+    state.step(state.step() + 1);
+    const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
+    const double bias1 = 1 - std::pow(beta1, static_cast<double>(state.step()));
+    const double bias2 = 1 - std::pow(beta2, static_cast<double>(state.step()));
+    slot.exp_avg = state.exp_avg();
+    slot.exp_avg_sq = state.exp_avg_sq();
+    slot.scalars = {scale,
+                    static_cast<float>(beta1),
+                    static_cast<float>(beta2),
+                    static_cast<float>(1 - beta1),
+                    static_cast<float>(1 - beta2),
+                    static_cast<float>(std::sqrt(bias2)),
+                    static_cast<float>(o.eps()),
+                    static_cast<float>(o.lr() / bias1)};
   }
 }
 
