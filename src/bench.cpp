@@ -306,7 +306,6 @@ nlohmann::json run_train(const BenchOptions& o) {
     profile = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);
   auto t_interval = Clock::now();
   for (int64_t step = 0; step < total; ++step) {
-    optimizer->zero_grad();
     update_options.seed = mix_seed(static_cast<uint64_t>(t.seed), 0, static_cast<uint64_t>(step));
     const auto u = compute_update(model, params, examples, {batches[step]}, t, cpu, update_options, nullptr);
     losses.push_back(u.loss);

@@ -346,7 +346,6 @@ int train(const TrainOptions& options) {
     while (state.batch_in_epoch < n_batches) {
       const int64_t window = std::min(batches_per_update, n_batches - state.batch_in_epoch);
       for (auto& g : optimizer->param_groups()) g.options().set_lr(schedule.rate(state.step + 1));
-      optimizer->zero_grad();
       std::vector<std::vector<int64_t>> mine;
       for (int64_t a = 0; a < t.accumulate; ++a) {
         const int64_t k = a * env.world_size + env.rank;

@@ -8,6 +8,8 @@
 #include <mutex>
 #include <thread>
 
+#include <ATen/Parallel.h>
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -20,19 +22,6 @@ namespace s2s {
 namespace {
 
 double safe_count(int64_t n) { return static_cast<double>(std::max<int64_t>(n, 1)); }
-
-// The common case: one batch, gradient of the mean loss per token.
-Update single_batch_update(Seq2Seq& model, const Batch& batch, const TrainingConfig& t) {
-  auto out = model->forward(batch, t.scheduled_sampling);
-  auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
-  Update u;
-  u.loss = loss.loss.item<double>();
-  u.tokens = batch.tgt_tokens;
-  u.padded_cells = batch.padded_tokens;
-  u.real_cells = batch.real_tokens;
-  if (std::isfinite(u.loss)) loss.loss.backward();
-  return u;
-}
 
 struct ShardResult {
   std::vector<torch::Tensor> grads;  // d(summed token loss)/d(param), undefined where unused
@@ -132,16 +121,53 @@ void run_shard(Seq2Seq& model, const std::vector<torch::Tensor>& params, const B
   }
 }
 
-// Adds a shard's gradients to the parameters' .grad (takes them over where .grad is still undefined).
-void add_gradients(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads) {
+// target = ((target +) parts[0] + parts[1] + ...) / divisor, element by element, in one pass over memory
+// (the parts added in order, so the result does not depend on which shard finished first). The parts are
+// float32 CPU tensors of target's shape; target is contiguous.
+void combine_float(torch::Tensor& target, bool accumulate, const std::vector<torch::Tensor>& parts, float divisor) {
+  std::vector<const float*> in;
+  for (const auto& g : parts) in.push_back(g.data_ptr<float>());
+  float* out = target.data_ptr<float>();
+  at::parallel_for(0, target.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) {
+      float sum = accumulate ? out[j] + in[0][j] : in[0][j];
+      for (size_t k = 1; k < in.size(); ++k) sum += in[k][j];
+      out[j] = divisor == 1.0f ? sum : sum / divisor;
+    }
+  });
+}
+
+// Adds the shards' gradients of each parameter into its .grad (accumulate[i]: .grad already holds this
+// update's sum so far; otherwise it is overwritten, or made), divided by `divisor`. Before, each shard's
+// add into a zero-filled .grad and the division were passes of their own over all parameters.
+void add_gradients(const std::vector<torch::Tensor>& params, const std::vector<ShardResult>& results,
+                   std::vector<char>& accumulate, double divisor) {
   torch::NoGradGuard no_grad;
-  for (size_t i = 0; i < grads.size(); ++i) {
-    if (!grads[i].defined()) continue;
+  for (size_t i = 0; i < params.size(); ++i) {
+    std::vector<torch::Tensor> parts;
+    for (const auto& r : results)
+      if (i < r.grads.size() && r.grads[i].defined()) parts.push_back(r.grads[i]);
     auto p = params[i];
-    if (p.grad().defined())
-      p.mutable_grad().add_(grads[i]);
-    else  // a tensor of its own: the optimiser's zero_grad detaches .grad in place, which a view refuses
-      p.mutable_grad() = grads[i].is_view() || !grads[i].is_contiguous() ? grads[i].clone() : grads[i];
+    if (parts.empty()) continue;
+    auto& grad = p.mutable_grad();
+    bool fast = p.is_cpu() && p.scalar_type() == torch::kFloat;
+    for (const auto& g : parts) fast = fast && g.is_cpu() && g.scalar_type() == torch::kFloat && g.is_contiguous();
+    if (fast) {
+      for (auto& g : parts) g = g.view_as(p);
+      if (!grad.defined() || !grad.is_contiguous() || grad.sizes() != p.sizes() || grad.is_view()) {
+        if (accumulate[i]) parts.insert(parts.begin(), grad.contiguous().view_as(p));
+        grad = torch::empty_like(p, torch::MemoryFormat::Contiguous);
+        combine_float(grad, false, parts, static_cast<float>(divisor));
+      } else {
+        combine_float(grad, accumulate[i] != 0, parts, static_cast<float>(divisor));
+      }
+    } else {
+      auto sum = accumulate[i] ? grad + parts[0] : parts[0].clone();
+      for (size_t k = 1; k < parts.size(); ++k) sum.add_(parts[k]);
+      if (divisor != 1) sum.div_(divisor);
+      grad = sum;
+    }
+    accumulate[i] = 1;
   }
 }
 
@@ -162,13 +188,47 @@ int64_t update_shards(const TrainingConfig& t, const torch::Device& device) {
 Update compute_update(Seq2Seq& model, const std::vector<torch::Tensor>& params, const std::vector<Example>& examples,
                       const std::vector<std::vector<int64_t>>& batches, const TrainingConfig& t,
                       const torch::Device& device, const UpdateOptions& options, ProcessGroup* group) {
-  if (!group && batches.size() == 1 && options.shards <= 1)
-    return single_batch_update(model, make_batch(examples, batches[0]).to(device), t);
+  // accumulate[i]: params[i].grad holds this update's sum so far (anything else in it is stale)
+  std::vector<char> accumulate(params.size(), 0);
+  auto backward_into_grads = [&](const torch::Tensor& loss) {
+    for (size_t i = 0; i < params.size(); ++i)
+      if (!accumulate[i]) params[i].mutable_grad().reset();  // backward takes the new gradient over
+    loss.backward();
+    for (size_t i = 0; i < params.size(); ++i) accumulate[i] = params[i].grad().defined();
+  };
+  // Parameters that nothing reached get a zero gradient, as after zero_grad() and backward.
+  auto zero_the_rest = [&] {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (accumulate[i]) continue;
+      auto& g = params[i].mutable_grad();
+      if (g.defined())
+        g.zero_();
+      else
+        g = torch::zeros_like(params[i]);
+    }
+  };
+
+  if (!group && batches.size() == 1 && options.shards <= 1) {
+    const auto batch = make_batch(examples, batches[0]).to(device);
+    auto out = model->forward(batch, t.scheduled_sampling);
+    auto loss = sequence_loss(out.logits, batch.tgt_out, t.label_smoothing);
+    Update u;
+    u.loss = loss.loss.item<double>();
+    u.tokens = batch.tgt_tokens;
+    u.padded_cells = batch.padded_tokens;
+    u.real_cells = batch.real_tokens;
+    if (std::isfinite(u.loss)) backward_into_grads(loss.loss);
+    zero_the_rest();
+    return u;
+  }
 
   // Gradients of the summed token losses, over the batches and their shards, then over the ranks;
-  // divided by the total number of target tokens at the end.
+  // divided by the total number of target tokens at the end (or, with one batch of shards and no other
+  // ranks, by the batch's count as the shards' gradients are added up).
   Update u;
   double loss_sum = 0;
+  bool divided = false;
   for (size_t k = 0; k < batches.size(); ++k) {
     const auto parts = split_batch(batches[k], options.shards);
     if (parts.size() == 1) {
@@ -180,7 +240,7 @@ Update compute_update(Seq2Seq& model, const std::vector<torch::Tensor>& params, 
       u.tokens += loss.tokens;
       u.padded_cells += batch.padded_tokens;
       u.real_cells += batch.real_tokens;
-      if (std::isfinite(mean)) (loss.loss * static_cast<double>(loss.tokens)).backward();
+      if (std::isfinite(mean)) backward_into_grads(loss.loss * static_cast<double>(loss.tokens));
       continue;
     }
     std::vector<Batch> shard_batches;
@@ -192,14 +252,18 @@ Update compute_update(Seq2Seq& model, const std::vector<torch::Tensor>& params, 
     shard_threads(static_cast<int>(parts.size())).run(static_cast<int>(parts.size()), task);
     for (const auto& r : results)
       if (r.error) std::rethrow_exception(r.error);
+    int64_t batch_tokens = 0;
     for (const auto& r : results) {
       loss_sum += r.loss_sum;
-      u.tokens += r.tokens;
+      batch_tokens += r.tokens;
       u.padded_cells += r.padded_cells;
       u.real_cells += r.real_cells;
-      add_gradients(params, r.grads);
     }
+    u.tokens += batch_tokens;
+    divided = !group && batches.size() == 1;
+    add_gradients(params, results, accumulate, divided ? safe_count(batch_tokens) : 1.0);
   }
+  zero_the_rest();
   if (group) {
     auto extra = torch::tensor({static_cast<float>(u.tokens), static_cast<float>(loss_sum),
                                 stop_requested() ? 1.0f : 0.0f});
@@ -209,9 +273,11 @@ Update compute_update(Seq2Seq& model, const std::vector<torch::Tensor>& params, 
     u.stop_requested = extra[2].item<double>() > 0;
   }
   u.loss = loss_sum / safe_count(u.tokens);
-  torch::NoGradGuard no_grad;
-  for (auto& p : params)
-    if (p.grad().defined()) p.mutable_grad().div_(safe_count(u.tokens));
+  if (!divided) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : params)
+      if (p.grad().defined()) p.mutable_grad().div_(safe_count(u.tokens));
+  }
   return u;
 }
 

@@ -39,7 +39,8 @@ struct UpdateOptions {
 
 // Forward and backward of `batches` (index lists into `examples`; may be empty on a rank that has none
 // this update). Leaves in the parameters' .grad the gradient of the mean token loss over all batches of
-// the update (all ranks when `group` is given). The caller zeroes the gradients first.
+// the update (all ranks when `group` is given). Whatever .grad held before is replaced, so the caller need
+// not zero it; a parameter that the loss does not reach gets a zero gradient.
 Update compute_update(Seq2Seq& model, const std::vector<torch::Tensor>& params, const std::vector<Example>& examples,
                       const std::vector<std::vector<int64_t>>& batches, const TrainingConfig& t,
                       const torch::Device& device, const UpdateOptions& options, ProcessGroup* group);

@@ -109,6 +109,38 @@ TEST(Update, ShardsGiveTheWholeBatchGradient) {
   }
 }
 
+// compute_update replaces whatever .grad held (the trainer no longer zeroes it first): stale gradients
+// change nothing, on every path (one batch, shards, accumulation with and without shards), and a
+// parameter that the loss does not reach ends with a zero gradient, as after zero_grad() and backward.
+TEST(Update, StaleGradientsAreReplaced) {
+  const auto m = model_config("rnn", 0.0);
+  TrainingConfig t;
+  const auto examples = make_examples(10, 9);
+  const std::vector<std::vector<int64_t>> one{{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}, two{{0, 1, 2, 3, 4}, {5, 6, 7, 8, 9}};
+  for (const auto& [batches, shards] : std::vector<std::pair<std::vector<std::vector<int64_t>>, int64_t>>{
+           {one, 1}, {one, 2}, {two, 1}, {two, 2}}) {
+    const auto clean = gradients(m, t, examples, batches, shards, 1);
+    torch::manual_seed(7);
+    Seq2Seq model(m, kSrcVocab, kTgtVocab);
+    model->train();
+    auto params = model->parameters();
+    auto unused = torch::ones({3}, torch::requires_grad());
+    params.push_back(unused);
+    for (auto& p : params) p.mutable_grad() = torch::full_like(p, 1000.0);
+    UpdateOptions options;
+    options.shards = shards;
+    options.seed = 1;
+    const auto u = compute_update(model, params, examples, batches, t, torch::kCPU, options, nullptr);
+    EXPECT_EQ(u.tokens, clean.update.tokens);
+    for (size_t i = 0; i < clean.grads.size(); ++i)
+      EXPECT_TRUE(torch::equal(params[i].grad(), clean.grads[i]))
+          << batches.size() << " batches, " << shards << " shards, parameter " << i << ": max difference "
+          << max_abs(params[i].grad() - clean.grads[i]);
+    ASSERT_TRUE(unused.grad().defined());
+    EXPECT_TRUE(torch::equal(unused.grad(), torch::zeros({3}))) << batches.size() << " batches, " << shards << " shards";
+  }
+}
+
 // Two batches accumulated, each split: the same as the two batches as one.
 TEST(Update, ShardedAccumulationEqualsTheUnion) {
   const auto m = model_config("rnn", 0.0);
