@@ -160,9 +160,18 @@ AttentionMemory BahdanauAttentionImpl::prepare(const torch::Tensor& encoder_stat
   return {keys, encoder_states, mask, {}, {}};
 }
 
-AttentionResult BahdanauAttentionImpl::forward(const torch::Tensor& query, const AttentionMemory& memory) {
-  if (use_fused(memory, query)) return fused_step(kernels::Score::Additive, torch::matmul(query, W_s.t()), v, memory, 1.0);
-  auto q = torch::matmul(query, W_s.t()).unsqueeze(1);                  // [B, 1, A]
+namespace {
+// W q for one step: through the sequence's StepWeight when there is one.
+torch::Tensor project(const torch::Tensor& query, const torch::Tensor& W, StepWeight* step_weight) {
+  return step_weight ? step_weight->addmm({}, query) : torch::matmul(query, W.t());
+}
+}  // namespace
+
+AttentionResult BahdanauAttentionImpl::forward(const torch::Tensor& query, const AttentionMemory& memory,
+                                               StepWeight* query_weight) {
+  if (use_fused(memory, query))
+    return fused_step(kernels::Score::Additive, project(query, W_s, query_weight), v, memory, 1.0);
+  auto q = project(query, W_s, query_weight).unsqueeze(1);              // [B, 1, A]
   auto scores = torch::matmul(torch::tanh(memory.keys + q), v);         // [B, S]
   auto weights = masked_softmax(scores, memory.mask);                   // [B, S]
   auto context = weighted_sum(weights, memory.values);                  // [B, C]
@@ -182,9 +191,11 @@ AttentionMemory QKVAttentionImpl::prepare(const torch::Tensor& encoder_states, c
   return {keys, values, mask, {}, {}};
 }
 
-AttentionResult QKVAttentionImpl::forward(const torch::Tensor& query, const AttentionMemory& memory) {
-  if (use_fused(memory, query)) return fused_step(kernels::Score::Dot, torch::matmul(query, W_Q.t()), {}, memory, scale_);
-  auto q = torch::matmul(query, W_Q.t()).unsqueeze(1);                       // [B, 1, A]
+AttentionResult QKVAttentionImpl::forward(const torch::Tensor& query, const AttentionMemory& memory,
+                                          StepWeight* query_weight) {
+  if (use_fused(memory, query))
+    return fused_step(kernels::Score::Dot, project(query, W_Q, query_weight), {}, memory, scale_);
+  auto q = project(query, W_Q, query_weight).unsqueeze(1);                   // [B, 1, A]
   auto scores = (memory.keys * q).sum(2);                                    // [B, S] = K^T q_j
   if (scale_ != 1.0) scores = scores * scale_;
   auto weights = masked_softmax(scores, memory.mask);                        // [B, S]

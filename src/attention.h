@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "config.h"
+#include "step_weight.h"
 
 namespace s2s {
 
@@ -31,7 +32,11 @@ struct AttentionResult {
 class AttentionImpl : public torch::nn::Module {
  public:
   virtual AttentionMemory prepare(const torch::Tensor& encoder_states, const torch::Tensor& mask) = 0;
-  virtual AttentionResult forward(const torch::Tensor& query, const AttentionMemory& memory) = 0;
+  // query_weight: the query projection (W_s or W_Q) as a sequence's StepWeight (training; see
+  // query_weight()), or null for a plain product.
+  virtual AttentionResult forward(const torch::Tensor& query, const AttentionMemory& memory,
+                                  StepWeight* query_weight = nullptr) = 0;
+  virtual const torch::Tensor& query_weight() const = 0;
   virtual int64_t context_size() const = 0;
 };
 
@@ -44,7 +49,9 @@ class BahdanauAttentionImpl : public AttentionImpl {
  public:
   BahdanauAttentionImpl(int64_t encoder_size, int64_t query_size, int64_t attention_size);
   AttentionMemory prepare(const torch::Tensor& encoder_states, const torch::Tensor& mask) override;
-  AttentionResult forward(const torch::Tensor& query, const AttentionMemory& memory) override;
+  AttentionResult forward(const torch::Tensor& query, const AttentionMemory& memory,
+                          StepWeight* query_weight = nullptr) override;
+  const torch::Tensor& query_weight() const override { return W_s; }
   int64_t context_size() const override { return encoder_size_; }
 
   torch::Tensor W_h;  // [attn, encoder]
@@ -59,7 +66,9 @@ class QKVAttentionImpl : public AttentionImpl {
  public:
   QKVAttentionImpl(int64_t encoder_size, int64_t query_size, int64_t attention_size, bool scaled);
   AttentionMemory prepare(const torch::Tensor& encoder_states, const torch::Tensor& mask) override;
-  AttentionResult forward(const torch::Tensor& query, const AttentionMemory& memory) override;
+  AttentionResult forward(const torch::Tensor& query, const AttentionMemory& memory,
+                          StepWeight* query_weight = nullptr) override;
+  const torch::Tensor& query_weight() const override { return W_Q; }
   int64_t context_size() const override { return attention_size_; }
 
   torch::Tensor W_K;  // [attn, encoder]

@@ -60,16 +60,29 @@ StepInput DecoderImpl::embed(const torch::Tensor& tokens) {
   return {e, torch::matmul(e, W_x.t()) + b};                             // [..., G*H]
 }
 
-DecoderState DecoderImpl::step(const StepInput& input, const DecoderState& prev, const AttentionMemory& memory) {
+DecoderStepWeights DecoderImpl::step_weights(int64_t steps, int64_t rows) {
+  DecoderStepWeights w;
+  w.recurrent = cell->recurrent_weight(steps, rows);
+  if (attention_) {
+    w.context = StepWeight(W_c, steps, rows);
+    w.query = StepWeight(attention_->query_weight(), steps, rows);
+  }
+  return w;
+}
+
+DecoderState DecoderImpl::step(const StepInput& input, const DecoderState& prev, const AttentionMemory& memory,
+                               DecoderStepWeights* weights) {
   DecoderState next;
   if (attention_) {
-    auto x_proj = torch::addmm(input.projection, prev.context, W_c.t());  // W_x x'_j + b + W_c c_{j-1}
-    next.cell = cell->step(x_proj, prev.cell);
-    auto r = attention_->forward(next.cell.h, memory);  // alpha_j computed again for the new state
+    auto x_proj = weights ? weights->context.addmm(input.projection, prev.context)  // W_x x'_j + b + W_c c_{j-1}
+                          : torch::addmm(input.projection, prev.context, W_c.t());
+    next.cell = cell->step(x_proj, prev.cell, weights ? &weights->recurrent : nullptr);
+    // alpha_j computed again for the new state
+    auto r = attention_->forward(next.cell.h, memory, weights ? &weights->query : nullptr);
     next.context = r.context;
     next.weights = r.weights;
   } else {
-    next.cell = cell->step(input.projection, prev.cell);
+    next.cell = cell->step(input.projection, prev.cell, weights ? &weights->recurrent : nullptr);
   }
   return next;
 }
@@ -99,8 +112,9 @@ DecoderImpl::TeacherForced DecoderImpl::forward(const EncoderOutput& encoded, co
     auto inputs = embed(tgt_in);  // all x'_j and W_x x'_j + b in one product
     // unbind: one stack in the backward pass, not a zero-filled [B, T, G*H] per step (see encoder.cpp)
     const auto x_steps = inputs.embedding.unbind(1), p_steps = inputs.projection.unbind(1);
+    auto weights_of_steps = step_weights(len, tgt_in.size(0));
     for (int64_t j = 0; j < len; ++j) {
-      state = step({x_steps[j], p_steps[j]}, state, memory);
+      state = step({x_steps[j], p_steps[j]}, state, memory, &weights_of_steps);
       states.push_back(state.cell.h);
       if (attention_) {
         contexts.push_back(state.context);
@@ -119,6 +133,7 @@ DecoderImpl::TeacherForced DecoderImpl::forward(const EncoderOutput& encoded, co
   // reference's. The choice is not differentiated through.
   std::vector<torch::Tensor> embeddings;
   torch::Tensor previous_logits;
+  auto weights_of_steps = step_weights(len, tgt_in.size(0));
   for (int64_t j = 0; j < len; ++j) {
     auto tokens = tgt_in.select(1, j);
     if (j > 0) {
@@ -130,7 +145,7 @@ DecoderImpl::TeacherForced DecoderImpl::forward(const EncoderOutput& encoded, co
       tokens = torch::where(use_own, predicted, tokens);
     }
     auto input = embed(tokens);
-    state = step(input, state, memory);
+    state = step(input, state, memory, &weights_of_steps);
     embeddings.push_back(input.embedding);
     states.push_back(state.cell.h);
     if (attention_) {

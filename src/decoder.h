@@ -30,6 +30,12 @@ struct StepInput {
   torch::Tensor projection;  // [batch, gates*hidden]
 };
 
+// The weights that every step multiplies by, each with its gradient made once per sequence
+// (step_weight.h): W_c, the cell's W_hh and the attention's query projection.
+struct DecoderStepWeights {
+  StepWeight context, recurrent, query;
+};
+
 class DecoderImpl : public torch::nn::Module {
  public:
   DecoderImpl(const ModelConfig& config, int64_t vocab_size, int64_t encoder_size);
@@ -38,7 +44,10 @@ class DecoderImpl : public torch::nn::Module {
   DecoderState init_state(const EncoderOutput& encoded, const AttentionMemory& memory);
   // tokens: [batch] or [batch, len] -> embeddings and projections of the same leading shape.
   StepInput embed(const torch::Tensor& tokens);
-  DecoderState step(const StepInput& input, const DecoderState& prev, const AttentionMemory& memory);
+  // weights: from step_weights() when a backward pass follows (training), else null.
+  DecoderState step(const StepInput& input, const DecoderState& prev, const AttentionMemory& memory,
+                    DecoderStepWeights* weights = nullptr);
+  DecoderStepWeights step_weights(int64_t steps, int64_t rows);
   // Logits from s_j (and for the deep output c_j, x'_j); works on [batch, H] or [batch, len, H].
   torch::Tensor output(const torch::Tensor& s, const torch::Tensor& context, const torch::Tensor& embedding);
   bool has_attention() const { return attention_ != nullptr; }

@@ -21,9 +21,10 @@ std::pair<torch::Tensor, CellState> RecurrentLayerImpl::forward(const torch::Ten
   // select's would fill a whole [B, L, G*H] tensor with zeros and add it up, step after step.
   const auto x_steps = x_proj.unbind(1);
   const auto mask_steps = mask.unbind(1);
+  auto w_hh = cell->recurrent_weight(len, batch);
   for (int64_t k = 0; k < len; ++k) {
     const int64_t t = reverse ? len - 1 - k : k;
-    auto next = cell->step(x_steps[t], state);
+    auto next = cell->step(x_steps[t], state, &w_hh);
     // Padding positions keep the previous state, so the final state is the last real one and the
     // backward direction starts from zeros at each sentence's own end.
     state = CellState::where(mask_steps[t], next, state);

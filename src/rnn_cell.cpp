@@ -39,12 +39,15 @@ CellState RecurrentCellImpl::initial_state(const torch::Tensor& h0) const {
   return {h0, type_ == CellType::LSTM ? torch::zeros_like(h0) : torch::Tensor()};
 }
 
-CellState RecurrentCellImpl::step(const torch::Tensor& x_proj, const CellState& prev) const {
+CellState RecurrentCellImpl::step(const torch::Tensor& x_proj, const CellState& prev, StepWeight* w_hh) const {
+  auto recurrent = [&](const torch::Tensor& c) {  // c + W_hh h_{t-1}
+    return w_hh ? w_hh->addmm(c, prev.h) : torch::addmm(c, prev.h, W_hh.t());
+  };
   switch (type_) {
     case CellType::RNN:
-      return {torch::tanh(torch::addmm(x_proj, prev.h, W_hh.t())), {}};
+      return {torch::tanh(recurrent(x_proj)), {}};
     case CellType::GRU: {
-      auto hh = torch::addmm(b_hh, prev.h, W_hh.t()).chunk(3, 1);  // [batch, hidden] x 3
+      auto hh = recurrent(b_hh).chunk(3, 1);  // [batch, hidden] x 3
       auto xx = x_proj.chunk(3, 1);
       auto r = torch::sigmoid(xx[0] + hh[0]);
       auto z = torch::sigmoid(xx[1] + hh[1]);
@@ -52,7 +55,7 @@ CellState RecurrentCellImpl::step(const torch::Tensor& x_proj, const CellState& 
       return {(1 - z) * n + z * prev.h, {}};
     }
     case CellType::LSTM: {
-      auto g = torch::addmm(x_proj, prev.h, W_hh.t()).chunk(4, 1);
+      auto g = recurrent(x_proj).chunk(4, 1);
       auto i = torch::sigmoid(g[0]), f = torch::sigmoid(g[1]), o = torch::sigmoid(g[3]);
       auto c = f * prev.c + i * torch::tanh(g[2]);
       return {o * torch::tanh(c), c};

@@ -11,6 +11,8 @@
 
 #include <torch/torch.h>
 
+#include "step_weight.h"
+
 namespace s2s {
 
 enum class CellType { RNN, GRU, LSTM };
@@ -28,7 +30,11 @@ struct CellState {
 class RecurrentCellImpl : public torch::nn::Module {
  public:
   RecurrentCellImpl(int64_t hidden_size, CellType type);
-  CellState step(const torch::Tensor& x_proj, const CellState& prev) const;  // x_proj: [batch, gates*hidden]
+  // x_proj: [batch, gates*hidden]. w_hh: W_hh as a sequence's StepWeight (training; see recurrent_weight),
+  // or null for a plain product.
+  CellState step(const torch::Tensor& x_proj, const CellState& prev, StepWeight* w_hh = nullptr) const;
+  // W_hh for a sequence of `steps` steps of `rows` rows, its gradient made once (step_weight.h).
+  StepWeight recurrent_weight(int64_t steps, int64_t rows) const { return StepWeight(W_hh, steps, rows); }
   CellState initial_state(const torch::Tensor& h0) const;                     // memory cell zeros for lstm
   CellType type() const { return type_; }
   int64_t hidden_size() const { return hidden_; }

@@ -1,0 +1,41 @@
+// A weight that every step of a recurrence multiplies by (the cell's W_hh, the decoder's W_c, the
+// attention's query projection), with its gradient made once per sequence instead of once per step.
+//
+// Left to autograd, each step's product y_j = x_j W^T adds dL/dW += dy_j^T x_j in the backward pass: one
+// [N x rows] x [rows x K] product per step, with rows = the batch (32-64 sentences), too few for the
+// matrix kernels to run near their speed, and one add into the running total. A StepWeight records each
+// step's x_j as the forward pass runs and each step's dy_j as the backward pass runs; the weight's own
+// backward node runs after all the steps' (they take its output as input) and makes
+//   dL/dW = [dy_1; ...; dy_T]^T [x_1; ...; x_T]
+// in one product over all steps. The steps' dL/dx_j = dy_j W are still made step by step: the recurrence
+// needs them in order.
+//
+// Without a backward pass (search, no grad) or when switched off, each step is a plain product.
+#pragma once
+#include <cstdint>
+
+#include <torch/torch.h>
+
+namespace s2s {
+
+class StepWeight {
+ public:
+  StepWeight() = default;
+  // weight [N, K]; at most `steps` products, each of `rows` rows.
+  StepWeight(const torch::Tensor& weight, int64_t steps, int64_t rows);
+  // c + x W^T for the next step: x [rows, K]; c [rows, N], or [N] (a bias), or undefined.
+  torch::Tensor addmm(const torch::Tensor& c, const torch::Tensor& x);
+  bool deferred() const { return inputs_.defined(); }
+
+ private:
+  torch::Tensor weight_;         // the weight as the steps see it (deferred: the recording node's output)
+  torch::Tensor inputs_, grads_;  // deferred: [steps, rows, K] and [steps, rows, N]
+  torch::Tensor used_;            // deferred: [1] int64, the slots recorded so far
+  int64_t next_ = 0;
+};
+
+// Used whenever a backward pass follows, unless switched off here (the tests compare the two).
+void set_deferred_step_weights(bool enabled);
+bool deferred_step_weights_enabled();
+
+}  // namespace s2s
