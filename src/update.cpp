@@ -1,5 +1,6 @@
 #include "update.h"
 
+#include <algorithm>
 #include <cmath>
 #include <condition_variable>
 #include <exception>
@@ -127,12 +128,23 @@ void run_shard(Seq2Seq& model, const std::vector<torch::Tensor>& params, const B
 void combine_float(torch::Tensor& target, bool accumulate, const std::vector<torch::Tensor>& parts, float divisor) {
   std::vector<const float*> in;
   for (const auto& g : parts) in.push_back(g.data_ptr<float>());
-  float* out = target.data_ptr<float>();
-  at::parallel_for(0, target.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
-    for (int64_t j = begin; j < end; ++j) {
-      float sum = accumulate ? out[j] + in[0][j] : in[0][j];
-      for (size_t k = 1; k < in.size(); ++k) sum += in[k][j];
-      out[j] = divisor == 1.0f ? sum : sum / divisor;
+  float* const out = target.data_ptr<float>();
+  constexpr int64_t kBlock = 4096;  // 16 KiB per operand: one pass per part over a block that stays in L1/L2
+  at::parallel_for(0, target.numel(), kBlock, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; b += kBlock) {
+      const int64_t e = std::min(end, b + kBlock);
+      float* __restrict o = out;
+      const float* __restrict first = in[0];
+      if (accumulate)
+        for (int64_t j = b; j < e; ++j) o[j] += first[j];
+      else
+        for (int64_t j = b; j < e; ++j) o[j] = first[j];
+      for (size_t k = 1; k < in.size(); ++k) {
+        const float* __restrict part = in[k];
+        for (int64_t j = b; j < e; ++j) o[j] += part[j];
+      }
+      if (divisor != 1.0f)
+        for (int64_t j = b; j < e; ++j) o[j] /= divisor;
     }
   });
 }
