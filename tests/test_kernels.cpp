@@ -16,6 +16,7 @@
 #include "model.h"
 #include "row_parallel.h"
 #include "simd.h"
+#include "varied_batch.h"
 
 namespace s2s {
 namespace {
@@ -64,20 +65,7 @@ ModelConfig config_for(const std::string& cell, const std::string& attention, in
   return c;
 }
 
-// Sentences of 1 to 12 source tokens (so masks of many lengths) and 2 to 6 target tokens.
-Batch test_batch(int64_t vocab) {
-  std::vector<Example> examples;
-  for (int64_t k = 0; k < 13; ++k) {
-    Example e;
-    for (int64_t i = 0; i < 1 + (k * 5) % 12; ++i) e.src.push_back(4 + (k * 7 + i * 3) % (vocab - 4));
-    e.src.push_back(Vocabulary::kEos);
-    for (int64_t i = 0; i < 2 + k % 5; ++i) e.tgt.push_back(4 + (k * 5 + i * 11) % (vocab - 4));
-    examples.push_back(e);
-  }
-  std::vector<int64_t> indices(examples.size());
-  std::iota(indices.begin(), indices.end(), 0);
-  return make_batch(examples, indices);
-}
+Batch test_batch(int64_t vocab) { return testing::varied_batch(vocab, 13, 12); }  // source 1-12 words
 
 struct ForwardBackward {
   torch::Tensor logits, weights;

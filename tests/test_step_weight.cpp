@@ -14,6 +14,7 @@
 #include "data.h"
 #include "model.h"
 #include "step_weight.h"
+#include "varied_batch.h"
 
 namespace s2s {
 namespace {
@@ -111,19 +112,7 @@ ModelConfig config_for(const std::string& cell, const std::string& attention) {
   return c;
 }
 
-Batch test_batch(int64_t vocab) {
-  std::vector<Example> examples;
-  for (int64_t k = 0; k < 9; ++k) {
-    Example e;
-    for (int64_t i = 0; i < 1 + (k * 5) % 8; ++i) e.src.push_back(4 + (k * 7 + i * 3) % (vocab - 4));
-    e.src.push_back(Vocabulary::kEos);
-    for (int64_t i = 0; i < 2 + k % 5; ++i) e.tgt.push_back(4 + (k * 5 + i * 11) % (vocab - 4));
-    examples.push_back(e);
-  }
-  std::vector<int64_t> indices(examples.size());
-  std::iota(indices.begin(), indices.end(), 0);
-  return make_batch(examples, indices);
-}
+Batch test_batch(int64_t vocab) { return testing::varied_batch(vocab, 9, 8); }  // source 1-8 words
 
 std::vector<torch::Tensor> model_gradients(const ModelConfig& cfg, bool deferred, double sampling) {
   Deferred scope(deferred);
