@@ -1,5 +1,7 @@
 #include "row_parallel.h"
 
+#include <cstring>
+
 #include <ATen/Parallel.h>
 
 #include "softmax_kernels.h"
@@ -30,9 +32,20 @@ class LinearRows : public torch::autograd::Function<LinearRows> {
     x = x.detach().contiguous();
     auto w = W.detach(), bias = b.detach();
     auto y = torch::empty({x.size(0), w.size(0)}, x.options());
+    const bool rows_of_bias = bias.is_contiguous() && y.scalar_type() == bias.scalar_type();
     for_blocks(x.size(0), 16, [&](int64_t begin, int64_t end) {
       auto out = y.narrow(0, begin, end - begin);
-      torch::addmm_out(out, bias, x.narrow(0, begin, end - begin), w.t());
+      if (rows_of_bias) {
+        // b into each row, then out += x W^T in place (addmm with self == result skips its own copy of
+        // the broadcast bias, a strided pass that cost more than the rows written here)
+        const auto row_bytes = static_cast<size_t>(bias.numel()) * bias.element_size();
+        const auto* src = static_cast<const char*>(bias.data_ptr());
+        auto* dst = static_cast<char*>(out.data_ptr());
+        for (int64_t r = 0; r < end - begin; ++r) std::memcpy(dst + r * row_bytes, src, row_bytes);
+        torch::addmm_out(out, out, x.narrow(0, begin, end - begin), w.t());
+      } else {
+        torch::addmm_out(out, bias, x.narrow(0, begin, end - begin), w.t());
+      }
     });
     ctx->save_for_backward({x, W});
     return y;
