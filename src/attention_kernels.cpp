@@ -56,11 +56,11 @@ struct Avx2Rows {
   S2S_AVX2 static void tanh_add(const float* k, const float* q, float* t, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-      _mm256_storeu_ps(t + i, Sleef_tanhf8_u10avx2(_mm256_add_ps(_mm256_loadu_ps(k + i), _mm256_loadu_ps(q + i))));
+      _mm256_storeu_ps(t + i, Sleef_tanhf8_u35avx2(_mm256_add_ps(_mm256_loadu_ps(k + i), _mm256_loadu_ps(q + i))));
     if (i < n) {
       const auto m = tail_mask(n - i);
       const auto x = _mm256_add_ps(_mm256_maskload_ps(k + i, m), _mm256_maskload_ps(q + i, m));
-      _mm256_maskstore_ps(t + i, m, Sleef_tanhf8_u10avx2(x));
+      _mm256_maskstore_ps(t + i, m, Sleef_tanhf8_u35avx2(x));
     }
   }
   S2S_AVX2 static float dot(const float* a, const float* b, int64_t n) {

@@ -10,8 +10,9 @@
 #define S2S_AVX2 __attribute__((target("avx2,fma")))
 
 // From sleef.h, which declares its AVX2 functions only when a whole file is compiled for AVX. Error
-// bound 1.0 ULP each.
-extern "C" __m256 Sleef_tanhf8_u10avx2(__m256);
+// bounds: exp 1.0 ULP; tanh 3.5 ULP (SLEEF's u35 variant: 2.4x the u10 variant's rate on this project's
+// machine, and the additive attention evaluates it for every source position of every target step).
+extern "C" __m256 Sleef_tanhf8_u35avx2(__m256);
 extern "C" __m256 Sleef_expf8_u10avx2(__m256);
 
 namespace s2s::simd {
