@@ -40,24 +40,31 @@ class RecordedWeight : public torch::autograd::Function<RecordedWeight> {
 class StepProduct : public torch::autograd::Function<StepProduct> {
  public:
   static variable_list forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor weight, torch::Tensor c,
-                               torch::Tensor inputs, torch::Tensor grads, int64_t step) {
+                               torch::Tensor inputs, torch::Tensor grads, int64_t step,
+                               const PackedMatrix& packed_forward, const PackedMatrix& packed_backward) {
     inputs.select(0, step).copy_(x);
     ctx->saved_data["weight"] = weight;
     ctx->saved_data["grads"] = grads;
     ctx->saved_data["step"] = step;
     ctx->saved_data["c_dim"] = c.numel() ? c.dim() : int64_t{0};
+    if (packed_backward.defined()) ctx->saved_data["packed"] = packed_backward.panels();
     ctx->set_materialize_grads(false);
+    if (packed_forward.defined()) return {packed_forward.addmm(c.numel() ? c : torch::Tensor(), x)};
     return {c.numel() ? torch::addmm(c, x, weight.t()) : torch::mm(x, weight.t())};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
     const auto& dy = grad_out[0];
-    if (!dy.defined()) return {torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
-                               torch::Tensor()};
+    if (!dy.defined()) return variable_list(8);
     const auto weight = ctx->saved_data["weight"].toTensor();
     ctx->saved_data["grads"].toTensor().select(0, ctx->saved_data["step"].toInt()).copy_(dy);
     const auto c_dim = ctx->saved_data["c_dim"].toInt();
     const torch::Tensor dc = c_dim == 2 ? dy : c_dim == 1 ? dy.sum(0) : torch::Tensor();
-    return {torch::mm(dy, weight), torch::Tensor(), dc, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    const auto packed = ctx->saved_data.find("packed");
+    auto dx = packed != ctx->saved_data.end()
+                  ? PackedMatrix(packed->second.toTensor(), weight.size(0), weight.size(1)).addmm(torch::Tensor(), dy)
+                  : torch::mm(dy, weight);
+    return {dx, torch::Tensor(), dc, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor()};
   }
 };
 
@@ -72,6 +79,10 @@ StepWeight::StepWeight(const torch::Tensor& weight, int64_t steps, int64_t rows)
   grads_ = torch::zeros({steps, rows, weight.size(0)}, weight.options().requires_grad(false));
   used_ = torch::zeros({1}, torch::kLong);
   weight_ = RecordedWeight::apply(weight, inputs_, grads_, used_)[0];
+  if (PackedMatrix::available() && weight.is_cpu() && weight.scalar_type() == torch::kFloat) {
+    forward_ = PackedMatrix(weight.detach().t());
+    backward_ = PackedMatrix(weight.detach());
+  }
 }
 
 torch::Tensor StepWeight::addmm(const torch::Tensor& c, const torch::Tensor& x) {
@@ -83,7 +94,8 @@ torch::Tensor StepWeight::addmm(const torch::Tensor& c, const torch::Tensor& x) 
   const auto step = next_++;
   used_.data_ptr<int64_t>()[0] = next_;
   // every input of a custom function must be defined: an empty tensor stands for "no c"
-  return StepProduct::apply(x, weight_, c.defined() ? c : torch::empty({0}, x.options()), inputs_, grads_, step)[0];
+  return StepProduct::apply(x, weight_, c.defined() ? c : torch::empty({0}, x.options()), inputs_, grads_, step,
+                            forward_, backward_)[0];
 }
 
 void set_deferred_step_weights(bool on) { enabled.store(on); }
