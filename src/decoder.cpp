@@ -67,6 +67,9 @@ DecoderStepWeights DecoderImpl::step_weights(int64_t steps, int64_t rows) {
     w.context = StepWeight(W_c, steps, rows);
     w.query = StepWeight(attention_->query_weight(), steps, rows);
   }
+  const auto& W = tied_ ? embedding->weight : W_out;
+  if (!torch::GradMode::is_enabled() && PackedMatrix::available() && W.is_cpu() && W.scalar_type() == torch::kFloat)
+    w.output = PackedMatrix(W.t());
   return w;
 }
 
@@ -88,7 +91,7 @@ DecoderState DecoderImpl::step(const StepInput& input, const DecoderState& prev,
 }
 
 torch::Tensor DecoderImpl::output(const torch::Tensor& s, const torch::Tensor& context,
-                                  const torch::Tensor& embedding_in) {
+                                  const torch::Tensor& embedding_in, const DecoderStepWeights* weights) {
   torch::Tensor x = s;
   if (deep_output_) {
     std::vector<torch::Tensor> parts{s};
@@ -97,6 +100,12 @@ torch::Tensor DecoderImpl::output(const torch::Tensor& s, const torch::Tensor& c
     x = torch::tanh(torch::matmul(torch::cat(parts, -1), W_deep.t()) + b_deep);
   }
   x = s2s::dropout(x, dropout_, is_training());
+  // A search step of up to 320 rows (greedy: the batch; beam 5: 64 sentences): W^T packed once per search,
+  // its column panels split across threads. Against linear_rows (OpenBLAS, which packs the whole [V, H]
+  // weight in every call), [rows x 256] x [256 x 6198] with 2 threads: 4.7x at 8 rows, 1.7x at 64, 1.3x at
+  // 128, 1.06-1.10x at 320, 0.97x at 640.
+  if (weights && weights->output.defined() && x.dim() == 2 && x.size(0) <= 320)
+    return weights->output.addmm(b_out, x, /*split_columns=*/true);
   const auto& W = tied_ ? embedding->weight : W_out;
   return linear_rows(x, W, b_out);  // [..., vocab] = x W^T + b_out
 }

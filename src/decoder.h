@@ -13,6 +13,7 @@
 #include "attention.h"
 #include "config.h"
 #include "encoder.h"
+#include "packed_gemm.h"
 #include "rnn_cell.h"
 
 namespace s2s {
@@ -34,6 +35,7 @@ struct StepInput {
 // (step_weight.h): W_c, the cell's W_hh and the attention's query projection.
 struct DecoderStepWeights {
   StepWeight context, recurrent, query;
+  PackedMatrix output;  // search (no grad, AVX-512F): the output layer's W^T packed once for all steps
 };
 
 class DecoderImpl : public torch::nn::Module {
@@ -44,12 +46,14 @@ class DecoderImpl : public torch::nn::Module {
   DecoderState init_state(const EncoderOutput& encoded, const AttentionMemory& memory);
   // tokens: [batch] or [batch, len] -> embeddings and projections of the same leading shape.
   StepInput embed(const torch::Tensor& tokens);
-  // weights: from step_weights() when a backward pass follows (training), else null.
+  // weights: from step_weights() for the steps of a sequence (training, search), or null: plain products.
   DecoderState step(const StepInput& input, const DecoderState& prev, const AttentionMemory& memory,
                     DecoderStepWeights* weights = nullptr);
   DecoderStepWeights step_weights(int64_t steps, int64_t rows);
-  // Logits from s_j (and for the deep output c_j, x'_j); works on [batch, H] or [batch, len, H].
-  torch::Tensor output(const torch::Tensor& s, const torch::Tensor& context, const torch::Tensor& embedding);
+  // Logits from s_j (and for the deep output c_j, x'_j); works on [batch, H] or [batch, len, H]. weights:
+  // a search's step_weights(), whose packed output layer serves steps of few rows.
+  torch::Tensor output(const torch::Tensor& s, const torch::Tensor& context, const torch::Tensor& embedding,
+                       const DecoderStepWeights* weights = nullptr);
   bool has_attention() const { return attention_ != nullptr; }
 
   struct TeacherForced {

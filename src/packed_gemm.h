@@ -29,8 +29,9 @@ class PackedMatrix {
   int64_t n() const { return n_; }
 
   // c + a B, or a B when c is undefined: a [M, K] float32 CPU with unit column stride; c [M, N] or [N] (a
-  // bias). Returns a new [M, N] tensor (no autograd).
-  torch::Tensor addmm(const torch::Tensor& c, const torch::Tensor& a) const;
+  // bias). Returns a new [M, N] tensor (no autograd). On the calling thread, or with split_columns, its
+  // column panels shared among LibTorch's threads (for a wide B: each thread reads only its part).
+  torch::Tensor addmm(const torch::Tensor& c, const torch::Tensor& a, bool split_columns = false) const;
 
   // Whether this build and processor run the kernel, and it is allowed (the default; the tests switch it).
   static bool available();

@@ -103,12 +103,13 @@ std::vector<std::vector<Hypothesis>> search(Seq2Seq& model, const Batch& batch, 
   std::vector<bool> done(B, false);
   std::vector<StepRecord> history;
   const auto long_options = torch::TensorOptions().dtype(torch::kInt64);
+  auto step_weights = decoder->step_weights(longest, B * K);  // (no grad: packed once for all steps, or plain)
 
   for (int64_t t = 0; t < longest; ++t) {
     const int64_t A = static_cast<int64_t>(active.size());
     auto input = decoder->embed(torch::tensor(prev_tokens, torch::kInt64).to(device));
-    state = decoder->step(input, state, memory);
-    auto logits = decoder->output(state.cell.h, state.context, input.embedding);  // [A*K, V]
+    state = decoder->step(input, state, memory, &step_weights);
+    auto logits = decoder->output(state.cell.h, state.context, input.embedding, &step_weights);  // [A*K, V]
     auto logp = torch::log_softmax(logits.to(torch::kFloat32), -1);
     const int64_t V = logp.size(1);
     auto total = logp + torch::tensor(log_prob, torch::kFloat64).to(torch::kFloat32).to(device).unsqueeze(1);

@@ -71,21 +71,28 @@ class StepProduct : public torch::autograd::Function<StepProduct> {
 }  // namespace
 
 StepWeight::StepWeight(const torch::Tensor& weight, int64_t steps, int64_t rows) : weight_(weight) {
-  if (!enabled.load(std::memory_order_relaxed) || !torch::GradMode::is_enabled() || !weight.requires_grad() ||
-      steps < 2)
+  if (!enabled.load(std::memory_order_relaxed) || steps < 2) return;
+  const bool packable = PackedMatrix::available() && weight.is_cpu() && weight.scalar_type() == torch::kFloat;
+  if (!torch::GradMode::is_enabled()) {  // search: the products only, by W^T packed once
+    if (packable) forward_ = PackedMatrix(weight.t());
     return;
+  }
+  if (!weight.requires_grad()) return;
   inputs_ = torch::empty({steps, rows, weight.size(1)}, weight.options().requires_grad(false));
   // steps whose output gets no gradient leave their slot as it is: zero
   grads_ = torch::zeros({steps, rows, weight.size(0)}, weight.options().requires_grad(false));
   used_ = torch::zeros({1}, torch::kLong);
   weight_ = RecordedWeight::apply(weight, inputs_, grads_, used_)[0];
-  if (PackedMatrix::available() && weight.is_cpu() && weight.scalar_type() == torch::kFloat) {
+  if (packable) {
     forward_ = PackedMatrix(weight.detach().t());
     backward_ = PackedMatrix(weight.detach());
   }
 }
 
 torch::Tensor StepWeight::addmm(const torch::Tensor& c, const torch::Tensor& x) {
+  if (forward_.defined() && !deferred() && !torch::GradMode::is_enabled() && x.dim() == 2 &&
+      (!c.defined() || c.dim() == 2 || c.dim() == 1))
+    return forward_.addmm(c, x);
   if (!deferred() || next_ >= inputs_.size(0) || x.dim() != 2 || x.size(0) != inputs_.size(1)) {
     // a plain product (also the fallback for a step that does not fit the recording: autograd then
     // sends its dL/dW through RecordedWeight's own input gradient)

@@ -13,7 +13,8 @@
 // Without a backward pass (search, no grad) or when switched off, each step is a plain product.
 //
 // Where the processor has AVX-512F (packed_gemm.h), the recorded steps' products, x_j W^T forward and
-// dy_j W backward, multiply by copies of W^T and W packed once per sequence instead of once per step.
+// dy_j W backward, multiply by copies of W^T and W packed once per sequence instead of once per step; so
+// do a search's steps (no grad).
 #pragma once
 #include <cstdint>
 
@@ -36,7 +37,7 @@ class StepWeight {
   torch::Tensor weight_;         // the weight as the steps see it (deferred: the recording node's output)
   torch::Tensor inputs_, grads_;  // deferred: [steps, rows, K] and [steps, rows, N]
   torch::Tensor used_;            // deferred: [1] int64, the slots recorded so far
-  PackedMatrix forward_, backward_;  // deferred, float32 with AVX-512F: W^T and W packed
+  PackedMatrix forward_, backward_;  // float32 with AVX-512F: W^T (deferred or no grad) and W (deferred) packed
   int64_t next_ = 0;
 };
 

@@ -35,6 +35,12 @@ TEST(PackedGemm, MatchesTheFloat64ProductForEveryShape) {
         check(packed.addmm(torch::Tensor(), a), product, "a B");
         check(packed.addmm(c, a), product + c.to(torch::kDouble), "c + a B");
         check(packed.addmm(bias, a), product + bias.to(torch::kDouble), "bias + a B");
+        {  // the column panels shared among two threads: the same numbers
+          const int before = torch::get_num_threads();
+          torch::set_num_threads(2);
+          EXPECT_TRUE(packed.addmm(bias, a, /*split_columns=*/true).equal(packed.addmm(bias, a))) << "split columns";
+          torch::set_num_threads(before);
+        }
         // the other orientation: B = W itself (what dL/dx = dy W multiplies by)
         const auto dy = torch::randn({M, N});
         check(PackedMatrix(W).addmm(torch::Tensor(), dy), torch::mm(dy.to(torch::kDouble), W.to(torch::kDouble)),
