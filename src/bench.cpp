@@ -309,7 +309,7 @@ nlohmann::json run_train(const BenchOptions& o) {
     update_options.seed = mix_seed(static_cast<uint64_t>(t.seed), 0, static_cast<uint64_t>(step));
     const auto u = compute_update(model, params, examples, {batches[step]}, t, cpu, update_options, nullptr);
     losses.push_back(u.loss);
-    clip_and_step(*optimizer, params, t.clip_norm);
+    clip_and_step(*optimizer, params, t.clip_norm, u.grad_square_sum);
     if (step < o.warmup_steps) {
       if (step + 1 == o.warmup_steps && !o.profile.empty())
         profile = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);

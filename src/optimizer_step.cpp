@@ -185,13 +185,16 @@ void prepare_state(torch::optim::Adam& adam, std::vector<Slot>& slots, float sca
   }
 }
 
-double fused_clip_and_adam(torch::optim::Adam& adam, std::vector<Slot> slots, double clip_norm) {
+double fused_clip_and_adam(torch::optim::Adam& adam, std::vector<Slot> slots, double clip_norm, double square_sum) {
   torch::NoGradGuard no_grad;
   const auto chunks = chunks_of(slots);
   const auto n_chunks = static_cast<int64_t>(chunks.size());
   double norm = 0;
   float scale = 1;
-  if (clip_norm > 0) {
+  if (clip_norm > 0 && square_sum >= 0) {
+    norm = std::sqrt(square_sum);
+    scale = static_cast<float>(std::min(1.0, clip_norm / (norm + 1e-6)));
+  } else if (clip_norm > 0) {
     // Partial sums per chunk, added in chunk order: the same norm at any thread count.
     std::vector<double> partial(chunks.size(), 0.0);
     at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
@@ -231,10 +234,11 @@ torch::optim::AdamParamState* adam_state(torch::optim::Adam& adam, const torch::
 }
 
 double clip_and_step(torch::optim::Optimizer& optimizer, const std::vector<torch::Tensor>& params,
-                     double clip_norm) {
+                     double clip_norm, double square_sum) {
   if (fused_optimizer_enabled()) {
     if (auto* adam = dynamic_cast<torch::optim::Adam*>(&optimizer)) {
-      if (auto slots = fused_slots(*adam)) return fused_clip_and_adam(*adam, std::move(*slots), clip_norm);
+      if (auto slots = fused_slots(*adam))
+        return fused_clip_and_adam(*adam, std::move(*slots), clip_norm, square_sum);
     }
   }
   double norm = 0;

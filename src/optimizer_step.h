@@ -16,9 +16,10 @@ namespace s2s {
 
 // Clips the gradients to `clip_norm` (<= 0: no clipping) and applies one optimiser update. The gradients'
 // values after the call are unspecified (the next step zeroes them). Returns the gradient norm before
-// clipping (0 when not clipping).
+// clipping (0 when not clipping). square_sum >= 0: the sum of the squared gradients, already known
+// (Update::grad_square_sum), so the fused route skips its own pass over them.
 double clip_and_step(torch::optim::Optimizer& optimizer, const std::vector<torch::Tensor>& params,
-                     double clip_norm);
+                     double clip_norm, double square_sum = -1);
 
 // The Adam state LibTorch keeps for parameter p (nullptr before its first step).
 torch::optim::AdamParamState* adam_state(torch::optim::Adam& adam, const torch::Tensor& p);

@@ -361,7 +361,7 @@ int train(const TrainOptions& options) {
                       u.loss, state.step + 1);
         return 1;
       }
-      clip_and_step(*optimizer, params, t.clip_norm);
+      clip_and_step(*optimizer, params, t.clip_norm, u.grad_square_sum);
       ++state.step;
       state.batch_in_epoch += window;
       interval_loss += u.loss;

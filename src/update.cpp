@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -124,15 +125,20 @@ void run_shard(Seq2Seq& model, const std::vector<torch::Tensor>& params, const B
 
 // target = ((target +) parts[0] + parts[1] + ...) / divisor, element by element, in one pass over memory
 // (the parts added in order, so the result does not depend on which shard finished first). The parts are
-// float32 CPU tensors of target's shape; target is contiguous.
-void combine_float(torch::Tensor& target, bool accumulate, const std::vector<torch::Tensor>& parts, float divisor) {
+// float32 CPU tensors of target's shape; target is contiguous. Returns the sum of the squares of the
+// results, in double, summed per block and the blocks in order (the same at any thread count): while a
+// block is in cache, so that clipping needs no pass over the gradients of its own.
+double combine_float(torch::Tensor& target, bool accumulate, const std::vector<torch::Tensor>& parts, float divisor) {
   std::vector<const float*> in;
   for (const auto& g : parts) in.push_back(g.data_ptr<float>());
   float* const out = target.data_ptr<float>();
   constexpr int64_t kBlock = 4096;  // 16 KiB per operand: one pass per part over a block that stays in L1/L2
-  at::parallel_for(0, target.numel(), kBlock, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; b += kBlock) {
-      const int64_t e = std::min(end, b + kBlock);
+  const int64_t n = target.numel();
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> squares(static_cast<size_t>(blocks), 0.0);
+  at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
+    for (int64_t block = first; block < last; ++block) {
+      const int64_t b = block * kBlock, e = std::min(n, b + kBlock);
       float* __restrict o = out;
       const float* __restrict first = in[0];
       if (accumulate)
@@ -145,16 +151,28 @@ void combine_float(torch::Tensor& target, bool accumulate, const std::vector<tor
       }
       if (divisor != 1.0f)
         for (int64_t j = b; j < e; ++j) o[j] /= divisor;
+      // 8 partial sums (vectorisable, and shorter chains than one), added pairwise at the end
+      double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t j = b;
+      for (; j + 8 <= e; j += 8)
+        for (int l = 0; l < 8; ++l) s[l] += static_cast<double>(o[j + l]) * static_cast<double>(o[j + l]);
+      for (; j < e; ++j) s[0] += static_cast<double>(o[j]) * static_cast<double>(o[j]);
+      squares[static_cast<size_t>(block)] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
     }
   });
+  double total = 0;
+  for (double x : squares) total += x;
+  return total;
 }
 
 // Adds the shards' gradients of each parameter into its .grad (accumulate[i]: .grad already holds this
 // update's sum so far; otherwise it is overwritten, or made), divided by `divisor`. Before, each shard's
-// add into a zero-filled .grad and the division were passes of their own over all parameters.
-void add_gradients(const std::vector<torch::Tensor>& params, const std::vector<ShardResult>& results,
-                   std::vector<char>& accumulate, double divisor) {
+// add into a zero-filled .grad and the division were passes of their own over all parameters. Returns the
+// sum of the squares of the .grad values it wrote, or -1 when some went the slow way.
+double add_gradients(const std::vector<torch::Tensor>& params, const std::vector<ShardResult>& results,
+                     std::vector<char>& accumulate, double divisor) {
   torch::NoGradGuard no_grad;
+  double squares = 0;
   for (size_t i = 0; i < params.size(); ++i) {
     std::vector<torch::Tensor> parts;
     for (const auto& r : results)
@@ -169,18 +187,20 @@ void add_gradients(const std::vector<torch::Tensor>& params, const std::vector<S
       if (!grad.defined() || !grad.is_contiguous() || grad.sizes() != p.sizes() || grad.is_view()) {
         if (accumulate[i]) parts.insert(parts.begin(), grad.contiguous().view_as(p));
         grad = torch::empty_like(p, torch::MemoryFormat::Contiguous);
-        combine_float(grad, false, parts, static_cast<float>(divisor));
+        squares += combine_float(grad, false, parts, static_cast<float>(divisor));
       } else {
-        combine_float(grad, accumulate[i] != 0, parts, static_cast<float>(divisor));
+        squares += combine_float(grad, accumulate[i] != 0, parts, static_cast<float>(divisor));
       }
     } else {
       auto sum = accumulate[i] ? grad + parts[0] : parts[0].clone();
       for (size_t k = 1; k < parts.size(); ++k) sum.add_(parts[k]);
       if (divisor != 1) sum.div_(divisor);
       grad = sum;
+      squares = -std::numeric_limits<double>::infinity();
     }
     accumulate[i] = 1;
   }
+  return squares >= 0 ? squares : -1;
 }
 
 }  // namespace
@@ -273,7 +293,10 @@ Update compute_update(Seq2Seq& model, const std::vector<torch::Tensor>& params, 
     }
     u.tokens += batch_tokens;
     divided = !group && batches.size() == 1;
-    add_gradients(params, results, accumulate, divided ? safe_count(batch_tokens) : 1.0);
+    const double squares = add_gradients(params, results, accumulate, divided ? safe_count(batch_tokens) : 1.0);
+    // Final values only when nothing changes them after: one batch, no other ranks, no later division.
+    // Parameters that no shard reached get zeros below, which add nothing.
+    if (divided) u.grad_square_sum = squares;
   }
   zero_the_rest();
   if (group) {

@@ -30,6 +30,10 @@ struct Update {
   int64_t padded_cells = 0;     // this rank's batches: source and target cells with padding
   int64_t real_cells = 0;       // ... and without
   bool stop_requested = false;  // some rank got SIGINT/SIGTERM (multi-process runs)
+  // The sum of the squares of every .grad value left by the update, when it was summed in passing (the
+  // shards' gradients added up on one process: the clipping norm then needs no pass of its own); < 0 when
+  // not known.
+  double grad_square_sum = -1;
 };
 
 struct UpdateOptions {

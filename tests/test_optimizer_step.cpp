@@ -167,6 +167,34 @@ TEST(OptimizerStep, AutogradSeesTheParametersChange) {
   EXPECT_THROW(y.backward(), c10::Error);
 }
 
+// A square sum handed in (Update::grad_square_sum) is the norm the fused route clips with: the true one
+// gives the update of a pass of its own; four times it (a norm twice as large) halves the clipped gradient,
+// which the first moment (1 - beta1) g shows directly.
+TEST(OptimizerStep, AKnownSquareSumIsTheClippingNorm) {
+  if (!fused_optimizer_enabled()) GTEST_SKIP();
+  auto a = make_params(8), b = clone_params(a), c = clone_params(a);
+  torch::optim::Adam oa(a, torch::optim::AdamOptions(0.01)), ob(b, torch::optim::AdamOptions(0.01)),
+      oc(c, torch::optim::AdamOptions(0.01));
+  const auto gs = make_grads(0, 1.0);
+  double squares = 0;
+  for (const auto& g : gs) squares += g.to(torch::kDouble).pow(2).sum().item<double>();
+  set_grads(a, gs);
+  set_grads(b, gs);
+  set_grads(c, gs);
+  const double clip = 0.5 * std::sqrt(squares);  // clipping active
+  const double na = clip_and_step(oa, a, clip);
+  const double nb = clip_and_step(ob, b, clip, squares);
+  const double nc = clip_and_step(oc, c, clip, 4 * squares);
+  EXPECT_NEAR(na, std::sqrt(squares), 1e-9 * na);
+  EXPECT_DOUBLE_EQ(nb, std::sqrt(squares));
+  EXPECT_DOUBLE_EQ(nc, 2 * std::sqrt(squares));
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(b[i], a[i], 1e-6, 1e-7)) << "parameter " << i;
+    const auto ma = adam_state(oa, a[i])->exp_avg(), mc = adam_state(oc, c[i])->exp_avg();
+    EXPECT_TRUE(torch::allclose(mc, 0.5 * ma, 1e-5, 1e-9)) << "first moment of parameter " << i;
+  }
+}
+
 TEST(OptimizerStep, SgdTakesLibTorchsRoute) {
   auto a = make_params(5), b = clone_params(a);
   torch::optim::SGD sa(a, torch::optim::SGDOptions(0.1).momentum(0.9)), sb(b, torch::optim::SGDOptions(0.1).momentum(0.9));

@@ -109,6 +109,31 @@ TEST(Update, ShardsGiveTheWholeBatchGradient) {
   }
 }
 
+// With shards and one batch, compute_update sums the squared gradients while it adds the shards' parts up
+// (the clipping norm's input): that sum equals the one computed afresh from the .grad values it leaves.
+// Where later work changes the values (several batches: a division after), it says it does not know.
+TEST(Update, SquareSumOfTheShardedGradientIsTheGradientsOwn) {
+  auto m = model_config("rnn", 0.0);
+  m.hidden_size = 100;  // W_hh: 10,000 numbers, more than two of the sum's blocks of 4,096
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(2);  // the blocks shared among threads
+  TrainingConfig t;
+  const auto examples = make_examples(13, 5);
+  std::vector<int64_t> batch(13);
+  for (int64_t i = 0; i < 13; ++i) batch[i] = i;
+  for (int64_t shards : {2, 3}) {
+    const auto r = gradients(m, t, examples, {batch}, shards, 1);
+    double expected = 0;
+    for (const auto& g : r.grads) expected += g.to(torch::kDouble).pow(2).sum().item<double>();
+    ASSERT_GT(expected, 0);
+    EXPECT_NEAR(r.update.grad_square_sum, expected, 1e-12 * expected) << "shards " << shards;
+  }
+  EXPECT_LT(gradients(m, t, examples, {batch}, 1, 1).update.grad_square_sum, 0) << "one shard: not summed";
+  const std::vector<int64_t> first(batch.begin(), batch.begin() + 6), second(batch.begin() + 6, batch.end());
+  EXPECT_LT(gradients(m, t, examples, {first, second}, 2, 1).update.grad_square_sum, 0) << "two batches";
+  torch::set_num_threads(threads);
+}
+
 // compute_update replaces whatever .grad held (the trainer no longer zeroes it first): stale gradients
 // change nothing, on every path (one batch, shards, accumulation with and without shards), and a
 // parameter that the loss does not reach ends with a zero gradient, as after zero_grad() and backward.
