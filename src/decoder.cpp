@@ -68,8 +68,7 @@ DecoderStepWeights DecoderImpl::step_weights(int64_t steps, int64_t rows) {
     w.query = StepWeight(attention_->query_weight(), steps, rows);
   }
   const auto& W = tied_ ? embedding->weight : W_out;
-  if (!torch::GradMode::is_enabled() && PackedMatrix::available() && W.is_cpu() && W.scalar_type() == torch::kFloat)
-    w.output = PackedMatrix(W.t());
+  if (!torch::GradMode::is_enabled() && PackedMatrix::suits(W)) w.output = PackedMatrix(W.t());
   return w;
 }
 

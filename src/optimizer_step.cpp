@@ -191,10 +191,7 @@ double fused_clip_and_adam(torch::optim::Adam& adam, std::vector<Slot> slots, do
   const auto n_chunks = static_cast<int64_t>(chunks.size());
   double norm = 0;
   float scale = 1;
-  if (clip_norm > 0 && square_sum >= 0) {
-    norm = std::sqrt(square_sum);
-    scale = static_cast<float>(std::min(1.0, clip_norm / (norm + 1e-6)));
-  } else if (clip_norm > 0) {
+  if (clip_norm > 0 && square_sum < 0) {
     // Partial sums per chunk, added in chunk order: the same norm at any thread count.
     std::vector<double> partial(chunks.size(), 0.0);
     at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
@@ -203,9 +200,11 @@ double fused_clip_and_adam(torch::optim::Adam& adam, std::vector<Slot> slots, do
         partial[c] = sum_of_squares(slots[ch.slot].grad.data_ptr<float>() + ch.begin, ch.end - ch.begin);
       }
     });
-    double total = 0;
-    for (double x : partial) total += x;
-    norm = std::sqrt(total);
+    square_sum = 0;
+    for (double x : partial) square_sum += x;
+  }
+  if (clip_norm > 0) {
+    norm = std::sqrt(square_sum);
     // clip_grad_norm_'s factor: max_norm / (norm + 1e-6), applied when below 1.
     scale = static_cast<float>(std::min(1.0, clip_norm / (norm + 1e-6)));
   }

@@ -35,6 +35,10 @@ class PackedMatrix {
 
   // Whether this build and processor run the kernel, and it is allowed (the default; the tests switch it).
   static bool available();
+  // available(), and m is a float32 CPU matrix that can be packed.
+  static bool suits(const torch::Tensor& m) {
+    return available() && m.is_cpu() && m.scalar_type() == torch::kFloat && m.dim() == 2;
+  }
   static void allow(bool allowed);
 
  private:

@@ -72,7 +72,7 @@ class StepProduct : public torch::autograd::Function<StepProduct> {
 
 StepWeight::StepWeight(const torch::Tensor& weight, int64_t steps, int64_t rows) : weight_(weight) {
   if (!enabled.load(std::memory_order_relaxed) || steps < 2) return;
-  const bool packable = PackedMatrix::available() && weight.is_cpu() && weight.scalar_type() == torch::kFloat;
+  const bool packable = PackedMatrix::suits(weight);
   if (!torch::GradMode::is_enabled()) {  // search: the products only, by W^T packed once
     if (packable) forward_ = PackedMatrix(weight.t());
     return;

@@ -5,7 +5,6 @@
 #include <condition_variable>
 #include <exception>
 #include <functional>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -173,6 +172,7 @@ double add_gradients(const std::vector<torch::Tensor>& params, const std::vector
                      std::vector<char>& accumulate, double divisor) {
   torch::NoGradGuard no_grad;
   double squares = 0;
+  bool all_summed = true;  // every .grad written went through combine_float
   for (size_t i = 0; i < params.size(); ++i) {
     std::vector<torch::Tensor> parts;
     for (const auto& r : results)
@@ -196,11 +196,11 @@ double add_gradients(const std::vector<torch::Tensor>& params, const std::vector
       for (size_t k = 1; k < parts.size(); ++k) sum.add_(parts[k]);
       if (divisor != 1) sum.div_(divisor);
       grad = sum;
-      squares = -std::numeric_limits<double>::infinity();
+      all_summed = false;
     }
     accumulate[i] = 1;
   }
-  return squares >= 0 ? squares : -1;
+  return all_summed ? squares : -1;
 }
 
 }  // namespace
