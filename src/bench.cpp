@@ -150,12 +150,33 @@ std::string utc_now() {
   return buf;
 }
 
-nlohmann::json machine_json() {
+// The GPU's name as the driver's tool gives it ("" when there is none to ask).
+std::string gpu_name(const torch::Device& device) {
+  if (!device.is_cuda()) return "";
+  const std::string cmd = "nvidia-smi --query-gpu=name --format=csv,noheader -i " +
+                          std::to_string(device.has_index() ? device.index() : 0) + " 2>/dev/null";
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[256];
+    while (fgets(buf, sizeof(buf), p)) out += buf;
+    pclose(p);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+// Waits for the device's queued work, so that a clock read after it counts that work.
+void sync(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
+}
+
+nlohmann::json machine_json(const torch::Device& device) {
+  const auto gpu = gpu_name(device);
   return {{"host", hostname()},
           {"cpu", read_first_match("/proc/cpuinfo", "model name")},
           {"cores", cores()},
           {"memory", read_first_match("/proc/meminfo", "MemTotal")},
-          {"device", "cpu"},
+          {"device", device.is_cuda() ? device.str() + (gpu.empty() ? "" : " (" + gpu + ")") : "cpu"},
           {"libtorch", TORCH_VERSION},
           {"blas", blas_description()},
           {"openblas_coretype", std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : ""}};
@@ -174,22 +195,26 @@ void require_file(const std::string& path, const std::string& what) {
 // --- ceiling ---------------------------------------------------------------------------------------
 
 // GFLOP/s of c = a b^T with a [m, k] and b [n, k] (b transposed, as every layer here multiplies by W^T).
-double gemm_gflops(int64_t m, int64_t k, int64_t n) {
+double gemm_gflops(int64_t m, int64_t k, int64_t n, const torch::Device& device) {
   torch::NoGradGuard no_grad;
-  auto a = torch::randn({m, k}), b = torch::randn({n, k}), c = torch::empty({m, n});
+  const auto on = torch::TensorOptions().device(device);
+  auto a = torch::randn({m, k}, on), b = torch::randn({n, k}, on), c = torch::empty({m, n}, on);
   torch::mm_out(c, a, b.t());
+  sync(device);
   const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(n);
   // Enough repetitions for ~50 ms per sample, 5 samples, median.
   auto t0 = Clock::now();
   int reps = 0;
   while (seconds_since(t0) < 0.05 || reps < 1) {
     torch::mm_out(c, a, b.t());
+    sync(device);
     ++reps;
   }
   std::vector<double> rates;
   for (int s = 0; s < 5; ++s) {
     t0 = Clock::now();
     for (int r = 0; r < reps; ++r) torch::mm_out(c, a, b.t());
+    sync(device);
     rates.push_back(flops * reps / seconds_since(t0) / 1e9);
   }
   return median(rates);
@@ -197,7 +222,8 @@ double gemm_gflops(int64_t m, int64_t k, int64_t n) {
 
 nlohmann::json run_ceiling(const BenchOptions& o) {
   configure_threads(o.threads, "bench");
-  const Config config = load_config(o.config);
+  const auto device = resolve_device(o.device);
+  const Config config = load_config(o.config, o.sets);
   const auto& d = config.data;
   require_file(d.train_src, "data.train_src");
   auto codec = TextCodec::build(d, read_parallel(d.train_src, d.train_tgt));
@@ -209,7 +235,7 @@ nlohmann::json run_ceiling(const BenchOptions& o) {
     std::string name;
     int64_t m, k, n;
   };
-  const std::vector<Shape> shapes{
+  std::vector<Shape> shapes{
       {"square 1024", 1024, 1024, 1024},
       {"square 2048", 2048, 2048, 2048},
       {"output layer [B*T,H] x [H,V]", BL, H, V},
@@ -221,24 +247,29 @@ nlohmann::json run_ceiling(const BenchOptions& o) {
       {"recurrent step gru [B,H] x [H,3H]", B, H, 3 * H},
       {"decoder context [B,DH] x [DH,H]", B, D * H, H},
   };
+  if (device.is_cuda()) {  // a GPU needs larger products to be busy
+    shapes.insert(shapes.begin() + 2, {{"square 4096", 4096, 4096, 4096}, {"square 8192", 8192, 8192, 8192}});
+  }
   nlohmann::json out{{"tgt_vocab", V}, {"batch", B}, {"libtorch_threads", torch::get_num_threads()}, {"products", nlohmann::json::array()}};
   double best_square = 0, best_square_1 = 0;
   std::vector<int> blas_counts{1};
-  if (cores() > 1) blas_counts.push_back(cores());
+  if (cores() > 1 && device.is_cpu()) blas_counts.push_back(cores());
   for (int bt : blas_counts) {
-    set_blas_threads(bt);
+    if (device.is_cpu()) set_blas_threads(bt);
     for (const auto& s : shapes) {
-      const double g = gemm_gflops(s.m, s.k, s.n);
+      const double g = gemm_gflops(s.m, s.k, s.n, device);
       out["products"].push_back({{"name", s.name}, {"m", s.m}, {"k", s.k}, {"n", s.n}, {"blas_threads", bt}, {"gflops", g}});
       if (s.name.rfind("square", 0) == 0) {
         best_square = std::max(best_square, g);
         if (bt == 1) best_square_1 = std::max(best_square_1, g);
       }
-      spdlog::info("[bench] {:<45} BLAS threads {}: {:7.1f} GFLOP/s", s.name, bt, g);
+      spdlog::info("[bench] {:<45} {}: {:7.1f} GFLOP/s", s.name,
+                   device.is_cpu() ? "BLAS threads " + std::to_string(bt) : device.str(), g);
     }
   }
-  out["ceiling_gflops"] = best_square;              // the machine: all cores in one large product
-  out["ceiling_one_thread_gflops"] = best_square_1;  // one core
+  out["ceiling_gflops"] = best_square;              // the machine: all cores (or the GPU) in one large product
+  out["ceiling_one_thread_gflops"] = best_square_1;  // one core (on a GPU: the same as ceiling_gflops)
+  out["device"] = device.str();
   return out;
 }
 
@@ -252,15 +283,18 @@ std::pair<std::string, std::string> split_variant(const std::string& v) {
 
 nlohmann::json run_train(const BenchOptions& o) {
   const auto [cell, attention] = split_variant(o.variant.empty() ? o.variants.at(0) : o.variant);
-  Config config = load_config(o.config, {"model.cell=" + cell, "model.attention=" + attention,
-                                         "training.batch_size=" + std::to_string(o.batch_size),
-                                         "training.batch_type=sentences"});
+  auto overrides = o.sets;
+  for (const auto& kv : {"model.cell=" + cell, "model.attention=" + attention,
+                         "training.batch_size=" + std::to_string(o.batch_size), std::string("training.batch_type=sentences")})
+    overrides.push_back(kv);
+  Config config = load_config(o.config, overrides);
   if (!o.cpu_parallel.empty()) config.training.cpu_parallel = o.cpu_parallel;
   const auto& d = config.data;
   const auto& t = config.training;
   require_file(d.train_src, "data.train_src");
   require_file(d.train_tgt, "data.train_tgt");
   configure_threads(o.threads, "bench");
+  const auto device = resolve_device(o.device);
 
   const auto text = read_parallel(d.train_src, d.train_tgt);
   const auto codec = TextCodec::build(d, text);
@@ -271,6 +305,7 @@ nlohmann::json run_train(const BenchOptions& o) {
   // (its learning-rate schedule is left out: it sets a number, it does not change the work).
   torch::manual_seed(t.seed);
   Seq2Seq model(config.model, codec.src_vocab.size(), V);
+  model->to(device);
   model->train();
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   if (t.optimizer == "sgd")
@@ -279,9 +314,8 @@ nlohmann::json run_train(const BenchOptions& o) {
   else
     optimizer = std::make_unique<torch::optim::Adam>(model->parameters(), torch::optim::AdamOptions(t.learning_rate));
   const auto params = model->parameters();
-  const torch::Device cpu(torch::kCPU);
   UpdateOptions update_options;
-  update_options.shards = update_shards(t, cpu);
+  update_options.shards = update_shards(t, device);
   const auto batches = epoch_batches(examples, BatchingOptions{t.batch_size, t.batch_type, static_cast<uint64_t>(t.seed)}, 0);
   const int64_t total = o.warmup_steps + o.intervals * o.interval_steps;
   if (total > static_cast<int64_t>(batches.size()))
@@ -299,7 +333,7 @@ nlohmann::json run_train(const BenchOptions& o) {
   // --profile: LibTorch's profiler records the timed steps' operations of this thread (a Chrome trace);
   // it slows them down, so the rates of a profiled run are not comparable.
   std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
-  std::vector<double> tok_rates, flop_rates, losses;
+  std::vector<double> tok_rates, flop_rates, step_ms, losses;
   double tokens = 0;
   int64_t padded = 0, real = 0;
   if (o.warmup_steps == 0 && !o.profile.empty())
@@ -307,12 +341,13 @@ nlohmann::json run_train(const BenchOptions& o) {
   auto t_interval = Clock::now();
   for (int64_t step = 0; step < total; ++step) {
     update_options.seed = mix_seed(static_cast<uint64_t>(t.seed), 0, static_cast<uint64_t>(step));
-    const auto u = compute_update(model, params, examples, {batches[step]}, t, cpu, update_options, nullptr);
+    const auto u = compute_update(model, params, examples, {batches[step]}, t, device, update_options, nullptr);
     losses.push_back(u.loss);
     clip_and_step(*optimizer, params, t.clip_norm, u.grad_square_sum);
     if (step < o.warmup_steps) {
       if (step + 1 == o.warmup_steps && !o.profile.empty())
         profile = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);
+      sync(device);
       t_interval = Clock::now();
       continue;
     }
@@ -320,13 +355,16 @@ nlohmann::json run_train(const BenchOptions& o) {
     padded += u.padded_cells;
     real += u.real_cells;
     if ((step + 1 - o.warmup_steps) % o.interval_steps == 0) {
+      sync(device);
       const double dt = seconds_since(t_interval);
+      step_ms.push_back(1000 * dt / static_cast<double>(o.interval_steps));
       // Counted after the clock is read: it is bookkeeping, not training.
       double interval_flops = 0;
       for (int64_t k = step + 1 - o.interval_steps; k <= step; ++k) interval_flops += batch_flops(batches[k]);
       tok_rates.push_back(tokens / dt);
       flop_rates.push_back(interval_flops / dt / 1e9);
       tokens = 0;
+      sync(device);
       t_interval = Clock::now();
     }
   }
@@ -338,6 +376,7 @@ nlohmann::json run_train(const BenchOptions& o) {
     all_tokens += static_cast<double>(make_batch(examples, batches[step]).tgt_tokens);
   }
   return {{"variant", cell + "+" + attention},
+          {"device", device.str()},
           {"threads", threads_json()},
           {"cpu_parallel", t.cpu_parallel},
           {"shards", update_options.shards},
@@ -352,6 +391,7 @@ nlohmann::json run_train(const BenchOptions& o) {
           {"interval_steps", o.interval_steps},
           {"tgt_tokens_per_sec", median(tok_rates)},
           {"tgt_tokens_per_sec_intervals", tok_rates},
+          {"ms_per_step", median(step_ms)},
           {"gflops", median(flop_rates)},
           {"flops_per_tgt_token", all_flops / std::max(all_tokens, 1.0)},
           {"padding", 1.0 - static_cast<double>(real) / std::max<int64_t>(padded, 1)},
@@ -373,14 +413,15 @@ uint64_t fnv1a(const std::vector<std::string>& lines) {
 
 nlohmann::json run_translate_part(const BenchOptions& o) {
   configure_threads(o.threads, "bench");
-  const Config config = load_config(o.config);
+  const auto device = resolve_device(o.device);
+  const Config config = load_config(o.config, o.sets);
   const auto& d = config.data;
   require_file(d.test_src, "data.test_src");
   require_file(d.test_tgt, "data.test_tgt");
   LoadedModel loaded;
   std::string weights;
   if (!o.checkpoint.empty() && fs::exists(o.checkpoint)) {
-    loaded = load_model(o.checkpoint, torch::kCPU);
+    loaded = load_model(o.checkpoint, device);
     weights = "checkpoint " + o.checkpoint + " (step " + std::to_string(loaded.state.step) + ")";
   } else {
     require_file(d.train_src, "data.train_src");
@@ -391,6 +432,7 @@ nlohmann::json run_translate_part(const BenchOptions& o) {
     loaded.codec = TextCodec::build(d, read_parallel(d.train_src, d.train_tgt));
     torch::manual_seed(config.training.seed);
     loaded.model = Seq2Seq(config.model, loaded.codec.src_vocab.size(), loaded.codec.tgt_vocab.size());
+    loaded.model->to(device);
     weights = "random (no checkpoint)";
   }
   const auto text = read_parallel(d.test_src, d.test_tgt);
@@ -403,12 +445,13 @@ nlohmann::json run_translate_part(const BenchOptions& o) {
                      {"test_set", d.test_src},
                      {"sentences", text.src.size()},
                      {"batch", o.batch_size},
+                     {"device", device.str()},
                      {"threads", threads_json()}};
   for (int64_t beam : {int64_t{1}, int64_t{5}}) {
     TranslatorOptions to;
     to.batch_size = o.batch_size;
     to.search.beam_size = beam;
-    Translator translator(loaded, torch::kCPU, to);
+    Translator translator(loaded, device, to);
     const int64_t repeats = beam == 1 ? std::max<int64_t>(1, o.translate_repeats)
                                       : std::max<int64_t>(1, o.translate_repeats - 1);
     std::vector<double> rates;
@@ -483,7 +526,9 @@ nlohmann::json run_child(const BenchOptions& o, const std::string& part, const L
       << " " << quote(self_path()) << " bench --part " << part << " --config " << quote(o.config)
       << " --checkpoint " << quote(o.checkpoint) << " --threads " << layout.libtorch << " --batch-size " << o.batch_size
       << " --warmup-steps " << o.warmup_steps << " --interval-steps " << o.interval_steps << " --intervals "
-      << o.intervals << " --translate-repeats " << o.translate_repeats << " --output " << quote(file.string());
+      << o.intervals << " --translate-repeats " << o.translate_repeats << " --device " << quote(o.device)
+      << " --output " << quote(file.string());
+  for (const auto& kv : o.sets) cmd << " --set " << quote(kv);
   if (!variant.empty()) cmd << " --variant " << quote(variant);
   if (!layout.cpu_parallel.empty()) cmd << " --cpu-parallel " << layout.cpu_parallel;
   spdlog::info("[bench] part {} {} (threads LibTorch/BLAS: {})", part, variant, layout.label);
@@ -507,16 +552,17 @@ void print_table(const nlohmann::json& r, std::ostream& os) {
   os << "load average before/after: " << r["load_before"].get<std::string>() << " / "
      << r["load_after"].get<std::string>() << "\n";
   const double ceiling = r["ceiling"]["ceiling_gflops"].get<double>();
-  os << "matrix-product ceiling (largest square, all cores): " << fmt(ceiling, 1) << " GFLOP/s; one core "
+  os << "matrix-product ceiling (largest square, all cores or the GPU): " << fmt(ceiling, 1) << " GFLOP/s; one core "
      << fmt(r["ceiling"]["ceiling_one_thread_gflops"].get<double>(), 1) << " GFLOP/s\n\n";
   os << "training (batch " << r["options"]["batch_size"] << ", median of " << r["options"]["intervals"] << " x "
      << r["options"]["interval_steps"] << " steps after " << r["options"]["warmup_steps"] << ")\n";
-  os << "  variant        threads(LT/BLAS) split  tgt tok/s   MFLOP/tok   GFLOP/s  of ceiling  peak RSS MiB\n";
+  os << "  variant        threads(LT/BLAS) split  tgt tok/s   ms/step   MFLOP/tok   GFLOP/s  of ceiling  peak RSS MiB\n";
   for (const auto& t : r["train"]) {
     os << "  " << std::left << std::setw(15) << t["variant"].get<std::string>() << std::right << std::setw(8)
        << t["threads"]["libtorch"].get<int>() << "/" << std::left << std::setw(9) << t["threads"]["blas"].get<int>()
        << std::left << std::setw(6) << t.value("cpu_parallel", std::string("ops")) << std::right << std::setw(10)
-       << fmt(t["tgt_tokens_per_sec"].get<double>(), 0) << std::setw(12)
+       << fmt(t["tgt_tokens_per_sec"].get<double>(), 0) << std::setw(10) << fmt(t.value("ms_per_step", 0.0), 1)
+       << std::setw(12)
        << fmt(t["flops_per_tgt_token"].get<double>() / 1e6, 2) << std::setw(10) << fmt(t["gflops"].get<double>(), 1)
        << std::setw(11) << fmt(100 * t["gflops"].get<double>() / ceiling, 1) << "%" << std::setw(13)
        << fmt(t["peak_rss_mib"].get<double>(), 0) << "\n";
@@ -533,8 +579,10 @@ void print_table(const nlohmann::json& r, std::ostream& os) {
 
 int run_all(const BenchOptions& o) {
   const auto t0 = Clock::now();
-  nlohmann::json r{{"date", utc_now()}, {"machine", machine_json()}, {"load_before", load_average()}};
+  const auto device = resolve_device(o.device);
+  nlohmann::json r{{"date", utc_now()}, {"machine", machine_json(device)}, {"load_before", load_average()}};
   r["options"] = {{"config", o.config}, {"checkpoint", o.checkpoint}, {"batch_size", o.batch_size},
+                  {"device", o.device}, {"set", o.sets},
                   {"warmup_steps", o.warmup_steps}, {"interval_steps", o.interval_steps},
                   {"intervals", o.intervals}, {"translate_repeats", o.translate_repeats},
                   {"variants", o.variants}, {"layouts", o.layouts}};
@@ -548,7 +596,8 @@ int run_all(const BenchOptions& o) {
   const Layout program_default{"default", 0, -1, ""};
   for (const auto& v : o.variants) r["train"].push_back(run_child(o, "train", program_default, v, dir, index++));
   for (const auto& l : o.layouts) {
-    if (l == "default" || o.variants.empty()) continue;
+    // thread layouts are a CPU matter: on a GPU the CPU threads only launch its work
+    if (l == "default" || o.variants.empty() || !device.is_cpu()) continue;
     auto entry = run_child(o, "train", parse_layout(l), o.variants.front(), dir, index++);
     entry["layout"] = l;
     r["train"].push_back(entry);

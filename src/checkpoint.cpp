@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
 
 #include "error.h"
 
@@ -109,6 +110,14 @@ void save_checkpoint(const std::string& path, const Config& config, const TextCo
     archive.write("optimizer", optim_archive);
   }
   archive.write("rng_cpu", at::detail::getDefaultCPUGenerator().get_state());
+  // Training on a GPU draws its dropout masks from that device's generator: its state too, so that a
+  // resumed run continues exactly there as well.
+  const auto params = model->parameters();
+  if (!params.empty() && params.front().is_cuda()) {
+    auto gen = at::globalContext().defaultGenerator(params.front().device());
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    archive.write("rng_cuda", gen.get_state());
+  }
 
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
@@ -132,7 +141,9 @@ CheckpointContents read_checkpoint(const std::string& path) {
   CheckpointContents c;
   c.archive = std::make_shared<torch::serialize::InputArchive>();
   try {
-    c.archive->load_from(path);
+    // Every tensor is read onto the CPU, whatever device wrote it: a model trained on a GPU loads on a
+    // machine without one. restore_model and restore_optimizer move them where they are used.
+    c.archive->load_from(path, torch::Device(torch::kCPU));
   } catch (const c10::Error& e) {
     throw Error(path + ": not a readable checkpoint (truncated, or not a LibTorch archive)");
   }
@@ -166,15 +177,51 @@ Seq2Seq restore_model(const CheckpointContents& ckpt, const torch::Device& devic
   return model;
 }
 
+namespace {
+
+torch::Device optimizer_device(const torch::optim::Optimizer& optimizer) {
+  for (const auto& group : optimizer.param_groups())
+    for (const auto& p : group.params()) return p.device();
+  return torch::kCPU;
+}
+
+}  // namespace
+
+void move_optimizer_state(torch::optim::Optimizer& optimizer) {
+  // A model lives on one device; the map's key type differs between LibTorch versions, so the states
+  // are visited by value.
+  const auto device = optimizer_device(optimizer);
+  auto move = [&](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
+  for (auto& entry : optimizer.state()) {
+    auto* state = entry.second.get();
+    if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(state)) {
+      adam->exp_avg(move(adam->exp_avg()));
+      adam->exp_avg_sq(move(adam->exp_avg_sq()));
+      adam->max_exp_avg_sq(move(adam->max_exp_avg_sq()));
+    } else if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(state)) {
+      sgd->momentum_buffer(move(sgd->momentum_buffer()));
+    }
+  }
+}
+
 void restore_optimizer(const CheckpointContents& ckpt, torch::optim::Optimizer& optimizer) {
   torch::serialize::InputArchive optim_archive;
   if (!ckpt.archive->try_read("optimizer", optim_archive)) throw Error("checkpoint has no optimizer state");
   optimizer.load(optim_archive);
+  move_optimizer_state(optimizer);
   torch::Tensor rng;
   if (ckpt.archive->try_read("rng_cpu", rng)) {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(rng);
+  }
+  // The GPU generator's state, when both the run that wrote it and this one train on a GPU.
+  torch::Tensor rng_cuda;
+  const auto device = optimizer_device(optimizer);
+  if (device.is_cuda() && ckpt.archive->try_read("rng_cuda", rng_cuda)) {
+    auto gen = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(rng_cuda);
   }
 }
 

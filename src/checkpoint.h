@@ -47,7 +47,10 @@ void save_checkpoint(const std::string& path, const Config& config, const TextCo
 // from a newer format version.
 CheckpointContents read_checkpoint(const std::string& path);
 Seq2Seq restore_model(const CheckpointContents& ckpt, const torch::Device& device);
+// Reads the optimiser state (onto the device of each parameter) and the random generators' states.
 void restore_optimizer(const CheckpointContents& ckpt, torch::optim::Optimizer& optimizer);
+// Moves the optimiser state (Adam's moments, SGD's momentum) to the device of its parameters.
+void move_optimizer_state(torch::optim::Optimizer& optimizer);
 // Model built from the checkpoint's config with its weights: all `s2s translate` needs.
 struct LoadedModel {
   Config config;

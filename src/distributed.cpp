@@ -3,10 +3,14 @@
 #include <cstdlib>
 #include <string>
 
+// S2S_WITH_GLOO: CMakeLists.txt found Gloo's headers, which c10d's need (Debian: libgloo-dev). Without
+// them the program builds without multi-process training, and asking for it is an error that says so.
+#ifdef S2S_WITH_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef S2S_WITH_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 #endif
 
 #include "error.h"
@@ -63,6 +67,8 @@ DistributedEnv distributed_env_from_environment() {
                                             : std::string("not set")));
   return env;
 }
+
+#ifdef S2S_WITH_GLOO
 
 struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::TCPStore> store;
@@ -161,6 +167,23 @@ void ProcessGroup::broadcast(std::vector<torch::Tensor>& tensors, int root) {
                 first_line(e));
   }
 }
+
+#else  // no c10d in this build
+
+struct ProcessGroup::Impl {};
+
+ProcessGroup::ProcessGroup(const DistributedEnv& env, std::chrono::milliseconds timeout, const torch::Device&)
+    : env_(env), timeout_(timeout) {
+  throw Error("WORLD_SIZE=" + std::to_string(env.world_size) +
+              " asks for multi-process training, but this build of s2s has none: Gloo's headers (Debian: "
+              "libgloo-dev) were not found when it was configured");
+}
+
+ProcessGroup::~ProcessGroup() = default;
+void ProcessGroup::all_reduce_sum(std::vector<torch::Tensor>&) {}
+void ProcessGroup::broadcast(std::vector<torch::Tensor>&, int) {}
+
+#endif
 
 namespace {
 
