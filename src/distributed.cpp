@@ -29,17 +29,6 @@ int int_from_env(const char* name, int fallback) {
   return static_cast<int>(v);
 }
 
-// The first line of an exception from c10d or Gloo (they append long backtraces).
-std::string first_line(const std::exception& e) {
-  std::string s = e.what();
-  const auto nl = s.find('\n');
-  return nl == std::string::npos ? s : s.substr(0, nl);
-}
-
-bool is_loopback(const std::string& addr) {
-  return addr == "localhost" || addr == "::1" || addr.rfind("127.", 0) == 0;
-}
-
 }  // namespace
 
 DistributedEnv distributed_env_from_environment() {
@@ -69,6 +58,21 @@ DistributedEnv distributed_env_from_environment() {
 }
 
 #ifdef S2S_WITH_GLOO
+
+namespace {
+
+// The first line of an exception from c10d or Gloo (they append long backtraces).
+std::string first_line(const std::exception& e) {
+  std::string s = e.what();
+  const auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+bool is_loopback(const std::string& addr) {
+  return addr == "localhost" || addr == "::1" || addr.rfind("127.", 0) == 0;
+}
+
+}  // namespace
 
 struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::TCPStore> store;
