@@ -605,7 +605,10 @@ int run_all(const BenchOptions& o) {
   r["translate"] = run_child(o, "translate", program_default, "", dir, index++);
   r["load_after"] = load_average();
   r["seconds"] = seconds_since(t0);
-  fs::remove_all(dir);
+  // the part files and the folder, by name (not fs::remove_all: libtorch.so of the CUDA LibTorch 2.11 on the
+  // lent GPU machine exports its own copy of that function, and calling it crashed there)
+  for (int i = 0; i < index; ++i) std::remove((dir / ("part-" + std::to_string(i) + ".json")).c_str());
+  ::rmdir(dir.c_str());
 
   auto path = o.output.empty() ? "bench/results-" + hostname() + ".json" : o.output;
   if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path());

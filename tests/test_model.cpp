@@ -24,6 +24,7 @@
 #include <torch/torch.h>
 
 #include "checkpoint.h"
+#include "test_util.h"
 #include "config.h"
 #include "data.h"
 #include "error.h"
@@ -821,13 +822,10 @@ class TempDir {
     std::random_device rd;
     path_ = fs::temp_directory_path() /
             ("s2s-test-model-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::remove_all(path_);
+    s2s::testing::remove_tree(path_.string());
     fs::create_directories(path_);
   }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
+  ~TempDir() { s2s::testing::remove_tree(path_.string()); }
   const fs::path& path() const { return path_; }
 
  private:

@@ -2,6 +2,7 @@
 // built `s2s` program (S2S_BINARY) as a child process with its output captured in files.
 #pragma once
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -42,6 +43,15 @@ std::string error_of(F&& f) {
   return "";
 }
 
+// Removes a folder and everything in it, with POSIX nftw rather than std::filesystem::remove_all: the
+// CUDA LibTorch 2.11 of the lent GPU machine's python3 torch exports its own copy of that function from
+// libtorch.so, which the dynamic linker picks, and it crashed there (a call through a null pointer).
+inline void remove_tree(const std::string& path) {
+  ::nftw(
+      path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+      FTW_DEPTH | FTW_PHYS);
+}
+
 class TempDir {
  public:
   TempDir() {
@@ -55,8 +65,7 @@ class TempDir {
   ~TempDir() {
     const char* keep = std::getenv("S2S_KEEP_TEST_DIRS");
     if (keep && *keep && std::string(keep) != "0") return;
-    std::error_code ec;
-    fs::remove_all(path_, ec);
+    remove_tree(path_);
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
