@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The GPU check in one command, for a machine with an NVIDIA GPU and a CUDA LibTorch but no Debian
+# packages (the lent GPU machine: ../shared/gpu/README). Run from the repository root, after
+#   ../shared/gpu/prepare.sh                        (here: copies the header libraries into .deps/)
+#   scripts/get_multi30k.sh ../shared/data/multi30k (here: the benchmark's data, into data/multi30k/)
+# and carry .deps and data/multi30k (and a trained checkpoint, CHECKPOINT=path, for the translation part).
+# It builds (BUILD_DIR, default /tmp/build-cuda), runs the CUDA tests, then `s2s bench --device cuda` for
+# the standard configs (embedding 256, hidden 256, batch 64) and for hidden 512 at batch 256, and the
+# time per step at batch 64 and 1024. Results go to OUT (default /tmp/gpu-check): bench JSON and logs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+T0=$(date +%s)
+log() { echo "=== [$(( $(date +%s) - T0 )) s] $*"; }
+OUT=${OUT:-/tmp/gpu-check}
+CHECKPOINT=${CHECKPOINT:-runs/multi30k_de_en/best.pt}
+export BUILD_DIR=${BUILD_DIR:-/tmp/build-cuda}
+export LD_LIBRARY_PATH="$PWD/.deps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+mkdir -p "$OUT"
+[ -x .deps/device-build.sh ] || [ -f .deps/device-build.sh ] || { echo "error: run ../shared/gpu/prepare.sh first (no .deps/)" >&2; exit 1; }
+[ -s data/multi30k/train.de ] || { echo "error: data/multi30k/ is missing: scripts/get_multi30k.sh DIR" >&2; exit 1; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+
+log build
+# header-only spdlog and fmt from .deps (a system spdlog package there would mix two versions)
+if ! bash .deps/device-build.sh -DCMAKE_DISABLE_FIND_PACKAGE_spdlog=ON >"$OUT/build.log" 2>&1; then
+  grep -E "error" "$OUT/build.log" | head -20
+  log "the full build failed; building s2s alone"
+  cmake --build "$BUILD_DIR" --target s2s >>"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+fi
+S2S=$BUILD_DIR/s2s
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 500 >"$OUT/nvidia-smi.csv" 2>&1 &
+SMI=$!
+trap 'kill $SMI 2>/dev/null' EXIT
+
+if [ -x "$BUILD_DIR/s2s_tests" ]; then
+  log "CUDA tests"
+  (cd "$BUILD_DIR" && timeout 300 ./s2s_tests --gtest_filter='Cuda*' 2>&1) | tee "$OUT/tests.log" | tail -25
+fi
+log "bench: embedding 256, hidden 256, batch 64"
+$S2S bench --device cuda --checkpoint "$CHECKPOINT" -o "$OUT/bench-h256-b64.json" 2>"$OUT/bench-h256-b64.log"
+log "bench: hidden 512, batch 256"
+$S2S bench --device cuda --checkpoint "$CHECKPOINT" --batch-size 256 --set model.hidden_size=512 \
+  -o "$OUT/bench-h512-b256.json" 2>"$OUT/bench-h512-b256.log"
+log "time per step against the batch (rnn+bahdanau, hidden 512)"
+for b in 64 256 1024; do
+  $S2S bench --part train --device cuda --variant rnn+bahdanau --set model.hidden_size=512 --batch-size $b \
+    --warmup-steps 3 --interval-steps 5 --intervals 4 2>/dev/null |
+    python3 -c "import json,sys; j=json.load(sys.stdin); print('batch', j['batch'], 'ms/step %.1f' % j['ms_per_step'], 'tgt tok/s %.0f' % j['tgt_tokens_per_sec'])"
+done | tee "$OUT/batch-sweep.log"
+log "done: $OUT"
