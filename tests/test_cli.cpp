@@ -416,6 +416,53 @@ TEST_F(CliTrained, TruncatedCheckpointIsAnErrorNamingThePath) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// s2s bench, one part on a tiny config
+// ---------------------------------------------------------------------------------------------
+
+TEST(Cli, BenchTrainPartTakesConfigOverridesAndReportsTheStepTime) {
+  TempDir dir;
+  const auto corpus = make_corpus(dir);
+  const auto config = write_config(dir, tiny_config(corpus, dir.file("run")));
+  // 40 pairs in batches of 8: 5 batches, 1 warm-up step and 2 intervals of 2 steps
+  const std::vector<std::string> base = {"bench", "--part", "train", "--config", config, "--variant", "gru+qkv",
+                                         "--batch-size", "8", "--warmup-steps", "1", "--interval-steps", "2",
+                                         "--intervals", "2", "--threads", "1"};
+  auto args = base;
+  for (std::string a : {"--set", "model.hidden_size=24", "--set", "model.embedding_size=6"}) args.push_back(a);
+  const auto r = run_s2s(args, dir.path());
+  ASSERT_EQ(r.code(), 0) << r.describe();
+  const auto j = json::parse(r.out);
+  EXPECT_EQ(j.at("variant"), "gru+qkv");
+  EXPECT_EQ(j.at("hidden"), 24);
+  EXPECT_EQ(j.at("embedding"), 6);
+  EXPECT_EQ(j.at("batch"), 8);
+  EXPECT_EQ(j.at("device"), "cpu");
+  ASSERT_EQ(j.at("tgt_tokens_per_sec_intervals").size(), 2u);
+  EXPECT_GT(j.at("ms_per_step").get<double>(), 0.0);
+  EXPECT_GT(j.at("tgt_tokens_per_sec").get<double>(), 0.0);
+  // the step time and the token rate describe the same intervals: tokens per step = rate x time
+  const double tokens_per_step = j.at("tgt_tokens_per_sec").get<double>() * j.at("ms_per_step").get<double>() / 1000;
+  // 8 target sentences of 3-8 words plus </s> a step: 32-72 tokens, give or take what the medians of two
+  // intervals (each an average of two steps) leave between the two figures
+  EXPECT_GT(tokens_per_step, 32 * 0.8);
+  EXPECT_LT(tokens_per_step, 72 * 1.2);
+
+  // A key that does not exist, and a device this machine lacks, are errors that say what is wrong.
+  auto bad_key = base;
+  for (std::string a : {"--set", "model.hidden_sise=24"}) bad_key.push_back(a);
+  const auto k = run_s2s(bad_key, dir.path());
+  EXPECT_NE(k.code(), 0) << k.describe();
+  EXPECT_TRUE(contains(k.err, "hidden_sise")) << k.describe();
+  if (!torch::cuda::is_available()) {
+    auto cuda = base;
+    for (std::string a : {"--device", "cuda"}) cuda.push_back(a);
+    const auto c = run_s2s(cuda, dir.path());
+    EXPECT_NE(c.code(), 0) << c.describe();
+    EXPECT_TRUE(contains(c.err, "CUDA is not available")) << c.describe();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Exact resume and interruption
 // ---------------------------------------------------------------------------------------------
 
