@@ -17,6 +17,7 @@ namespace s2s {
 namespace {
 
 std::atomic<bool> fused_enabled{true};
+std::atomic<bool> multi_tensor_on_cpu{false};
 
 constexpr int64_t kChunk = int64_t{1} << 14;  // elements per unit of work: 64 KiB of each array
 
@@ -152,23 +153,27 @@ std::optional<std::vector<Slot>> fused_slots(torch::optim::Adam& adam) {
   return slots;
 }
 
-// Adam::step's bookkeeping: the state made on first use, the step counted, the scalars of this step.
+// Adam::step's bookkeeping: the state made on first use, as LibTorch makes it, and the step counted.
+torch::optim::AdamParamState& next_step_state(torch::optim::Adam& adam, const torch::Tensor& p) {
+  auto* found = adam_state(adam, p);
+  if (!found) {
+    auto fresh = std::make_unique<torch::optim::AdamParamState>();
+    fresh->step(0);
+    fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    found = fresh.get();
+    adam.state().emplace(state_key(adam.state(), p), std::move(fresh));
+  }
+  found->step(found->step() + 1);
+  return *found;
+}
+
+// The state of each slot for this step and the scalars of its update.
 void prepare_state(torch::optim::Adam& adam, std::vector<Slot>& slots, float scale) {
   for (auto& slot : slots) {
-    const auto& p = slot.param;
     const auto& o = *slot.options;
-    auto* found = adam_state(adam, p);
-    if (!found) {
-      auto fresh = std::make_unique<torch::optim::AdamParamState>();
-      fresh->step(0);
-      fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-      fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-      found = fresh.get();
-      adam.state().emplace(state_key(adam.state(), p), std::move(fresh));
-    }
-    auto& state = *found;
+    auto& state = next_step_state(adam, slot.param);
     TORCH_CHECK(fusable(state.exp_avg()) && fusable(state.exp_avg_sq()), "Adam state of an unexpected layout");
-    state.step(state.step() + 1);
     const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
     const double bias1 = 1 - std::pow(beta1, static_cast<double>(state.step()));
     const double bias2 = 1 - std::pow(beta2, static_cast<double>(state.step()));
@@ -224,6 +229,81 @@ double fused_clip_and_adam(torch::optim::Adam& adam, std::vector<Slot> slots, do
   return norm;
 }
 
+// --- the multi-tensor route -------------------------------------------------------------------------
+// For parameters where the fused loop cannot run (a GPU's): the same clipping and Adam update as
+// clip_grad_norm_ and Adam::step, operation for operation, but each operation applied to all parameters
+// at once with LibTorch's multi-tensor (_foreach) functions. Adam::step issues about 7 operations per
+// parameter tensor and clip_grad_norm_ 2; on a GPU each is a kernel launch of its own (about 24 us each
+// on the lent H200, README "On a GPU"), and a _foreach operation launches a few for all of them.
+
+struct Update1 {  // the parameters that share one set of scalars (one options group, one step count)
+  const torch::optim::AdamOptions* options;
+  int64_t step;
+  std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs;
+};
+
+// The parameters with a gradient, or nullopt when some cannot take this route.
+std::optional<std::vector<Slot>> multi_tensor_slots(torch::optim::Adam& adam) {
+  std::vector<Slot> slots;
+  for (auto& group : adam.param_groups()) {
+    const auto& o = static_cast<const torch::optim::AdamOptions&>(group.options());
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      const auto& g = p.grad();
+      if (o.weight_decay() != 0 || o.amsgrad() || p.is_sparse() || g.is_sparse() || g.sizes() != p.sizes() ||
+          g.device() != p.device() || g.scalar_type() != p.scalar_type() || !at::isFloatingType(p.scalar_type()))
+        return std::nullopt;
+      slots.push_back({p, g, {}, {}, &o, {}});
+    }
+  }
+  return slots;
+}
+
+double multi_tensor_clip_and_adam(torch::optim::Adam& adam, const std::vector<Slot>& slots, double clip_norm,
+                                  double square_sum) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads;
+  for (const auto& s : slots) grads.push_back(s.grad);
+  double norm = 0;
+  if (clip_norm > 0 && !grads.empty()) {
+    // clip_grad_norm_: the 2-norm of the parameters' 2-norms, and the factor max_norm / (norm + 1e-6)
+    // applied to the gradients when it is below 1
+    norm = square_sum >= 0 ? std::sqrt(square_sum) : at::stack(at::_foreach_norm(grads)).norm().item<double>();
+    const double factor = clip_norm / (norm + 1e-6);
+    if (factor < 1) at::_foreach_mul_(grads, factor);
+  }
+  std::vector<Update1> updates;
+  for (const auto& s : slots) {
+    auto& state = next_step_state(adam, s.param);
+    auto it = std::find_if(updates.begin(), updates.end(),
+                           [&](const Update1& u) { return u.options == s.options && u.step == state.step(); });
+    if (it == updates.end()) {
+      updates.push_back({s.options, state.step(), {}, {}, {}, {}});
+      it = updates.end() - 1;
+    }
+    it->params.push_back(s.param);
+    it->grads.push_back(s.grad);
+    it->exp_avgs.push_back(state.exp_avg());
+    it->exp_avg_sqs.push_back(state.exp_avg_sq());
+  }
+  for (auto& u : updates) {
+    // Adam::step: m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g g;
+    // p -= lr / bias1 * m / (sqrt(v) / sqrt(bias2) + eps)
+    const double beta1 = std::get<0>(u.options->betas()), beta2 = std::get<1>(u.options->betas());
+    const double bias1 = 1 - std::pow(beta1, static_cast<double>(u.step));
+    const double bias2 = 1 - std::pow(beta2, static_cast<double>(u.step));
+    at::_foreach_mul_(u.exp_avgs, beta1);
+    at::_foreach_add_(u.exp_avgs, u.grads, 1 - beta1);
+    at::_foreach_mul_(u.exp_avg_sqs, beta2);
+    at::_foreach_addcmul_(u.exp_avg_sqs, u.grads, u.grads, 1 - beta2);
+    auto denom = at::_foreach_sqrt(u.exp_avg_sqs);
+    at::_foreach_div_(denom, std::sqrt(bias2));
+    at::_foreach_add_(denom, u.options->eps());
+    at::_foreach_addcdiv_(u.params, u.exp_avgs, denom, -u.options->lr() / bias1);
+  }
+  return norm;
+}
+
 }  // namespace
 
 torch::optim::AdamParamState* adam_state(torch::optim::Adam& adam, const torch::Tensor& p) {
@@ -236,8 +316,9 @@ double clip_and_step(torch::optim::Optimizer& optimizer, const std::vector<torch
                      double clip_norm, double square_sum) {
   if (fused_optimizer_enabled()) {
     if (auto* adam = dynamic_cast<torch::optim::Adam*>(&optimizer)) {
-      if (auto slots = fused_slots(*adam))
-        return fused_clip_and_adam(*adam, std::move(*slots), clip_norm, square_sum);
+      if (!multi_tensor_on_cpu.load())
+        if (auto slots = fused_slots(*adam)) return fused_clip_and_adam(*adam, std::move(*slots), clip_norm, square_sum);
+      if (auto slots = multi_tensor_slots(*adam)) return multi_tensor_clip_and_adam(*adam, *slots, clip_norm, square_sum);
     }
   }
   double norm = 0;
@@ -247,6 +328,7 @@ double clip_and_step(torch::optim::Optimizer& optimizer, const std::vector<torch
 }
 
 void set_fused_optimizer(bool enabled) { fused_enabled.store(enabled); }
+void set_multi_tensor_on_cpu(bool enabled) { multi_tensor_on_cpu.store(enabled); }
 bool fused_optimizer_enabled() { return fused_enabled.load(); }
 
 }  // namespace s2s

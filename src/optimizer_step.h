@@ -6,7 +6,9 @@
 // factor and updates the two moments and the parameter, the update of torch::optim::Adam (LibTorch's C++
 // optimiser, whose state it reads and writes, so checkpoints and resuming are unchanged). The unfused
 // route (clip_grad_norm_ and Adam::step: mul, add, mul, addcmul, sqrt, div, add, addcdiv, each a pass of
-// its own) is kept for SGD, other devices, and the tests that compare the two.
+// its own) is kept for SGD and the tests that compare the routes. Adam on other devices (a GPU) takes the
+// multi-tensor route: the same operations as LibTorch's, each applied to all parameters in one call
+// (_foreach), so a step launches a few kernels for them instead of about seven per parameter tensor.
 #pragma once
 #include <vector>
 
@@ -24,8 +26,11 @@ double clip_and_step(torch::optim::Optimizer& optimizer, const std::vector<torch
 // The Adam state LibTorch keeps for parameter p (nullptr before its first step).
 torch::optim::AdamParamState* adam_state(torch::optim::Adam& adam, const torch::Tensor& p);
 
-// The fused route on (the default) or off.
+// The fused routes on (the default) or off (LibTorch's clip_grad_norm_ and Adam::step).
 void set_fused_optimizer(bool enabled);
 bool fused_optimizer_enabled();
+// The multi-tensor route (LibTorch's _foreach operations: what parameters on a GPU take) for CPU float32
+// parameters too, instead of the fused loop: for the tests. Off by default.
+void set_multi_tensor_on_cpu(bool enabled);
 
 }  // namespace s2s

@@ -19,13 +19,17 @@ namespace {
 
 class Route {
  public:
-  Route(bool fused, bool avx2) {
+  // fused: the fused routes (else LibTorch's); multi_tensor: the multi-tensor route a GPU takes, here on
+  // the CPU, instead of the fused loop
+  Route(bool fused, bool avx2, bool multi_tensor = false) {
     set_fused_optimizer(fused);
     simd::allow_avx2(avx2);
+    set_multi_tensor_on_cpu(multi_tensor);
   }
   ~Route() {
     set_fused_optimizer(true);
     simd::allow_avx2(true);
+    set_multi_tensor_on_cpu(false);
   }
 };
 
@@ -82,7 +86,8 @@ torch::optim::AdamParamState& state_of(torch::optim::Adam& adam, const torch::Te
 
 // Steps `steps` times with the unfused LibTorch route on one copy and clip_and_step on another (fused
 // on the steps where `fused_on(k)`), and compares parameters and moments.
-void compare_with_torch(double clip, double grad_magnitude, bool avx2, bool (*fused_on)(int)) {
+void compare_with_torch(double clip, double grad_magnitude, bool avx2, bool (*fused_on)(int),
+                        bool (*multi_tensor_on)(int) = [](int) { return false; }) {
   const int steps = 6;
   auto reference = make_params(7);
   auto mine = clone_params(reference);
@@ -96,7 +101,7 @@ void compare_with_torch(double clip, double grad_magnitude, bool avx2, bool (*fu
     ref_opt.step();
     double norm = 0;
     {
-      Route route(fused_on(k), avx2);
+      Route route(fused_on(k), avx2, multi_tensor_on(k));
       norm = clip_and_step(my_opt, mine, clip);
     }
     if (clip > 0) {
@@ -124,6 +129,18 @@ TEST(OptimizerStep, FusedAdamMatchesLibTorchAdamAndClipping) {
     compare_with_torch(1e6, 1.0, avx2, [](int) { return true; });    // clipping inactive
     compare_with_torch(1.0, 1e-4, avx2, [](int) { return true; });   // small gradients: eps matters
   }
+}
+
+// The route of parameters on a GPU, run here on the CPU: the same numbers as LibTorch's route, and the same
+// optimiser state as the other routes leave (alternating with the fused loop and with LibTorch's).
+TEST(OptimizerStep, MultiTensorRouteMatchesLibTorchAdamAndClipping) {
+  auto always = [](int) { return true; };
+  compare_with_torch(0, 1.0, simd::avx2(), always, always);
+  compare_with_torch(0.5, 1.0, simd::avx2(), always, always);
+  compare_with_torch(1e6, 1.0, simd::avx2(), always, always);
+  compare_with_torch(1.0, 1e-4, simd::avx2(), always, always);
+  compare_with_torch(0.5, 1.0, simd::avx2(), always, [](int k) { return k % 2 == 0; });
+  compare_with_torch(0.5, 1.0, simd::avx2(), [](int k) { return k % 3 != 0; }, [](int k) { return k % 2 == 1; });
 }
 
 TEST(OptimizerStep, FusedAndUnfusedStepsShareTheOptimiserState) {
