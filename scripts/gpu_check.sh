@@ -3,7 +3,9 @@
 # packages (the lent GPU machine: ../shared/gpu/README). Run from the repository root, after
 #   ../shared/gpu/prepare.sh                        (here: copies the header libraries into .deps/)
 #   scripts/get_multi30k.sh ../shared/data/multi30k (here: the benchmark's data, into data/multi30k/)
-# and carry .deps and data/multi30k (and a trained checkpoint, CHECKPOINT=path, for the translation part).
+# and carry .deps and data/multi30k (and a trained checkpoint, CHECKPOINT=path, for the translation part:
+# `build/s2s release -c runs/multi30k_de_en/best.pt -o FILE` makes one a third of the size, under the
+# machine's 64 MiB limit on what travels; without one the translation part uses random weights).
 # It builds (BUILD_DIR, default /tmp/build-cuda), runs the CUDA tests, then `s2s bench --device cuda` for
 # the standard configs (embedding 256, hidden 256, batch 64) and for hidden 512 at batch 256, and the
 # time per step at batch 64 and 1024. Results go to OUT (default /tmp/gpu-check): bench JSON and logs.

@@ -139,6 +139,7 @@ void save_checkpoint(const std::string& path, const Config& config, const TextCo
 CheckpointContents read_checkpoint(const std::string& path) {
   if (!fs::exists(path)) throw Error(path + ": checkpoint not found");
   CheckpointContents c;
+  c.path = path;
   c.archive = std::make_shared<torch::serialize::InputArchive>();
   try {
     // Every tensor is read onto the CPU, whatever device wrote it: a model trained on a GPU loads on a
@@ -206,7 +207,9 @@ void move_optimizer_state(torch::optim::Optimizer& optimizer) {
 
 void restore_optimizer(const CheckpointContents& ckpt, torch::optim::Optimizer& optimizer) {
   torch::serialize::InputArchive optim_archive;
-  if (!ckpt.archive->try_read("optimizer", optim_archive)) throw Error("checkpoint has no optimizer state");
+  if (!ckpt.archive->try_read("optimizer", optim_archive))
+    throw Error(ckpt.path + ": has no optimiser state to resume from (a checkpoint made by `s2s release`, or "
+                "written without one); start a new run from its weights with --init-from instead");
   optimizer.load(optim_archive);
   move_optimizer_state(optimizer);
   torch::Tensor rng;

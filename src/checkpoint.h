@@ -35,6 +35,7 @@ struct TrainState {
 };
 
 struct CheckpointContents {
+  std::string path;  // the file it was read from (for messages)
   Config config;
   TextCodec codec;
   TrainState state;

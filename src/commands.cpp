@@ -1,5 +1,6 @@
 #include "commands.h"
 
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 
@@ -9,6 +10,7 @@
 #include "metrics.h"
 
 namespace s2s {
+namespace fs = std::filesystem;
 
 int run_bleu(const ScoreCommand& cmd) {
   auto text = read_parallel(cmd.hyp, cmd.ref);
@@ -68,6 +70,19 @@ int run_info(const std::string& checkpoint, bool json) {
             << ckpt.codec.tgt_vocab.size() << "\nparameters: " << model->parameter_count() << "\n";
   for (const auto& p : params) std::cout << "  " << std::left << std::setw(40) << p["name"].get<std::string>() << p["shape"].dump() << "\n";
   std::cout << "config:\n" << config_to_json(ckpt.config).dump(2) << "\n";
+  return 0;
+}
+
+int run_release(const std::string& checkpoint, const std::string& output) {
+  std::error_code ec;
+  if (fs::exists(output, ec) && fs::equivalent(checkpoint, output, ec))
+    throw Error(output + ": is the checkpoint itself; releasing it in place would drop the optimiser state "
+                "that resuming its run needs. Write the release elsewhere (-o)");
+  const auto ckpt = read_checkpoint(checkpoint);
+  auto model = restore_model(ckpt, torch::kCPU);
+  save_checkpoint(output, ckpt.config, ckpt.codec, model, nullptr, ckpt.state);
+  std::cout << "released " << checkpoint << " (step " << ckpt.state.step << ", " << fs::file_size(checkpoint) / 1024
+            << " KiB) as " << output << " (" << fs::file_size(output) / 1024 << " KiB, no optimiser state)\n";
   return 0;
 }
 

@@ -95,6 +95,12 @@ int main(int argc, char** argv) {
   info_cmd->add_option("--checkpoint,-c", info_ckpt, "checkpoint file")->required();
   info_cmd->add_flag("--json", info_json, "print JSON");
 
+  std::string release_ckpt, release_out;
+  auto* release_cmd = app.add_subcommand("release", "copy a checkpoint without its optimiser state (for translation; "
+                                                    "smaller, not resumable)");
+  release_cmd->add_option("--checkpoint,-c", release_ckpt, "checkpoint file")->required();
+  release_cmd->add_option("--output,-o", release_out, "file to write")->required();
+
   bool config_markdown = false;
   auto* config_cmd = app.add_subcommand("config", "print every config key with its default and meaning");
   config_cmd->add_flag("--markdown", config_markdown, "as a Markdown table");
@@ -140,6 +146,7 @@ int main(int argc, char** argv) {
     if (*chrf_cmd) return s2s::run_chrf(chrf);
     if (*bench_cmd) return s2s::run_bench(bench);
     if (*info_cmd) return s2s::run_info(info_ckpt, info_json);
+    if (*release_cmd) return s2s::run_release(release_ckpt, release_out);
     if (*config_cmd) {
       std::cout << s2s::config_reference(config_markdown);
       return 0;

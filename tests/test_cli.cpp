@@ -390,6 +390,38 @@ TEST_F(CliTrained, EvaluateJson) {
   EXPECT_EQ(j.at("sentences"), 8);
 }
 
+// `s2s release`: the weights without the optimiser state translate the same, in a smaller file; resuming
+// from it is an error that names it and says what to do instead; it never overwrites its input.
+TEST_F(CliTrained, ReleaseDropsTheOptimiserStateAndTranslatesTheSame) {
+  const auto released = dir_->file("released.pt");
+  const auto r = run_s2s({"release", "-c", checkpoint(), "-o", released}, scratch());
+  ASSERT_EQ(r.code(), 0) << r.describe();
+  ASSERT_TRUE(fs::exists(released));
+  // Adam keeps two moments per weight: the release is about a third of the size
+  EXPECT_LT(fs::file_size(released) * 2, fs::file_size(checkpoint()));
+  const auto a = translate({"a b c d", "e f g h i"});
+  const auto b = run_s2s({"translate", "-c", released, "--device", "cpu", "--threads", "1", "a b c d", "e f g h i"},
+                         scratch());
+  ASSERT_EQ(a.code(), 0) << a.describe();
+  ASSERT_EQ(b.code(), 0) << b.describe();
+  EXPECT_EQ(a.out, b.out);
+  const auto original = checkpoint_parameters(checkpoint()), copy = checkpoint_parameters(released);
+  ASSERT_EQ(original.size(), copy.size());
+  for (size_t i = 0; i < original.size(); ++i) EXPECT_TRUE(torch::equal(original[i].second, copy[i].second));
+  EXPECT_EQ(read_checkpoint(released).state.step, read_checkpoint(checkpoint()).state.step);
+
+  const auto config = write_config(*dir_, tiny_config(*corpus_, dir_->file("resumed")), "resume-released.json");
+  const auto resumed = run_train(config, scratch(), {"--resume", released});
+  EXPECT_NE(resumed.code(), 0) << resumed.describe();
+  EXPECT_TRUE(contains(resumed.err, released)) << resumed.describe();
+  EXPECT_TRUE(contains(resumed.err, "--init-from")) << resumed.describe();
+
+  const auto before = read_file(checkpoint());
+  const auto in_place = run_s2s({"release", "-c", checkpoint(), "-o", checkpoint()}, scratch());
+  EXPECT_NE(in_place.code(), 0) << in_place.describe();
+  EXPECT_EQ(read_file(checkpoint()), before) << "the checkpoint was changed";
+}
+
 TEST_F(CliTrained, TruncatedCheckpointIsAnErrorNamingThePath) {
   const auto bytes = read_file(checkpoint());
   ASSERT_GT(bytes.size(), 1000u);
