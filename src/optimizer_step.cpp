@@ -137,20 +137,27 @@ std::vector<Chunk> chunks_of(const std::vector<Slot>& slots) {
   return chunks;
 }
 
-// The parameters with a gradient, or nullopt when some cannot take the fused route.
-std::optional<std::vector<Slot>> fused_slots(torch::optim::Adam& adam) {
+// The parameters with a gradient, or nullopt when some cannot take a route: `suits(param, grad)`, and
+// no weight decay or amsgrad (the routes do Adam's plain update only).
+template <class Suits>
+std::optional<std::vector<Slot>> adam_slots(torch::optim::Adam& adam, const Suits& suits) {
   std::vector<Slot> slots;
   for (auto& group : adam.param_groups()) {
     const auto& o = static_cast<const torch::optim::AdamOptions&>(group.options());
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
-      if (o.weight_decay() != 0 || o.amsgrad() || !fusable(p) || !fusable(p.grad()) ||
-          p.grad().numel() != p.numel())
-        return std::nullopt;
+      if (o.weight_decay() != 0 || o.amsgrad() || !suits(p, p.grad())) return std::nullopt;
       slots.push_back({p, p.grad(), {}, {}, &o, {}});
     }
   }
   return slots;
+}
+
+// The fused loop's: float32 CPU contiguous parameters and gradients.
+std::optional<std::vector<Slot>> fused_slots(torch::optim::Adam& adam) {
+  return adam_slots(adam, [](const torch::Tensor& p, const torch::Tensor& g) {
+    return fusable(p) && fusable(g) && g.numel() == p.numel();
+  });
 }
 
 // Adam::step's bookkeeping: the state made on first use, as LibTorch makes it, and the step counted.
@@ -242,21 +249,12 @@ struct Update1 {  // the parameters that share one set of scalars (one options g
   std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs;
 };
 
-// The parameters with a gradient, or nullopt when some cannot take this route.
+// The multi-tensor route's: dense floating-point gradients of their parameter's shape, device and type.
 std::optional<std::vector<Slot>> multi_tensor_slots(torch::optim::Adam& adam) {
-  std::vector<Slot> slots;
-  for (auto& group : adam.param_groups()) {
-    const auto& o = static_cast<const torch::optim::AdamOptions&>(group.options());
-    for (auto& p : group.params()) {
-      if (!p.grad().defined()) continue;
-      const auto& g = p.grad();
-      if (o.weight_decay() != 0 || o.amsgrad() || p.is_sparse() || g.is_sparse() || g.sizes() != p.sizes() ||
-          g.device() != p.device() || g.scalar_type() != p.scalar_type() || !at::isFloatingType(p.scalar_type()))
-        return std::nullopt;
-      slots.push_back({p, g, {}, {}, &o, {}});
-    }
-  }
-  return slots;
+  return adam_slots(adam, [](const torch::Tensor& p, const torch::Tensor& g) {
+    return !p.is_sparse() && !g.is_sparse() && g.sizes() == p.sizes() && g.device() == p.device() &&
+           g.scalar_type() == p.scalar_type() && at::isFloatingType(p.scalar_type());
+  });
 }
 
 double multi_tensor_clip_and_adam(torch::optim::Adam& adam, const std::vector<Slot>& slots, double clip_norm,

@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -19,6 +18,7 @@
 #include "config.h"
 #include "data.h"
 #include "model.h"
+#include "random_examples.h"
 #include "optimizer_step.h"
 #include "test_util.h"
 #include "update.h"
@@ -40,17 +40,7 @@ using s2s::testing::write_file;
 constexpr int64_t kSrcVocab = 41, kTgtVocab = 37;
 
 std::vector<Example> make_examples(int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> len(1, 11), src_tok(4, kSrcVocab - 1), tgt_tok(4, kTgtVocab - 1);
-  std::vector<Example> out;
-  for (int i = 0; i < n; ++i) {
-    Example e;
-    for (int k = len(rng); k > 0; --k) e.src.push_back(src_tok(rng));
-    e.src.push_back(3);  // </s>
-    for (int k = len(rng); k > 0; --k) e.tgt.push_back(tgt_tok(rng));
-    out.push_back(e);
-  }
-  return out;
+  return s2s::testing::random_examples(n, seed, kSrcVocab, kTgtVocab, 11);
 }
 
 struct Step {

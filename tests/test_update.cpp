@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -12,6 +11,7 @@
 #include "config.h"
 #include "data.h"
 #include "model.h"
+#include "random_examples.h"
 #include "random.h"
 #include "update.h"
 
@@ -22,17 +22,7 @@ constexpr int64_t kSrcVocab = 23, kTgtVocab = 19;
 
 // Sentences of varied lengths (so shards get different padding), ids above the specials.
 std::vector<Example> make_examples(int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> len(1, 9), src_tok(4, kSrcVocab - 1), tgt_tok(4, kTgtVocab - 1);
-  std::vector<Example> out;
-  for (int i = 0; i < n; ++i) {
-    Example e;
-    for (int k = len(rng); k > 0; --k) e.src.push_back(src_tok(rng));
-    e.src.push_back(3);  // </s>
-    for (int k = len(rng); k > 0; --k) e.tgt.push_back(tgt_tok(rng));
-    out.push_back(e);
-  }
-  return out;
+  return s2s::testing::random_examples(n, seed, kSrcVocab, kTgtVocab, 9);
 }
 
 ModelConfig model_config(const std::string& cell, double dropout) {
