@@ -10,7 +10,9 @@
 # the standard configs (embedding 256, hidden 256, batch 64) and for hidden 512 at batch 256, and the
 # time per step at batch 64, 256 and 1024. Results go to OUT (default /tmp/gpu-check): bench JSON and logs.
 # FULL_TESTS=1 also runs the whole suite there (a few minutes on 16 cores; the multi-process tests need
-# Gloo, which that machine's LibTorch headers lack, and are left out).
+# Gloo, which that machine's LibTorch headers lack, and are left out). Then, for each training config, the
+# step with and without CUDA graphs (training.cuda_graphs) side by side. BENCH=graphs skips the full
+# benchmark runs and the batch sweep and keeps that comparison only.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s)
@@ -45,6 +47,21 @@ if [ "${FULL_TESTS:-0}" = 1 ] && [ -x "$BUILD_DIR/s2s_tests" ]; then
   (cd "$BUILD_DIR" && OMP_NUM_THREADS=1 timeout 500 ctest -j 16 -E 'Distributed|Torchrun' 2>&1) >"$OUT/ctest.log"
   grep -E "tests passed|\*\*\*Failed|Failed  |Not Run|Timeout" "$OUT/ctest.log" | head -30
 fi
+log "training step without and with CUDA graphs, side by side"
+for size in "256 64" "512 256"; do
+  set -- $size
+  for v in rnn+bahdanau rnn+qkv gru+bahdanau; do
+    for g in false true; do
+      $S2S bench --part train --device cuda --variant $v --set model.hidden_size=$1 --batch-size $2 \
+        --set training.cuda_graphs=$g -o "$OUT/train-$v-h$1-b$2-graphs-$g.json" 2>>"$OUT/graphs.log"
+      python3 -c "import json,sys; j=json.load(open(sys.argv[1])); g=j['cuda_graphs'];
+print('%-13s h%-4d b%-4d graphs %-5s %7.2f ms/step %9.0f tgt tok/s' % (j['variant'], j['hidden'], j['batch'], sys.argv[2], j['ms_per_step'], j['tgt_tokens_per_sec']),
+      '' if not g else '(%d recorded in %.1f s; %d steps replayed, %d eager)' % (g['recorded'], g['record_seconds'], g['replayed_steps'], g['eager_steps']))" \
+        "$OUT/train-$v-h$1-b$2-graphs-$g.json" $g || tail -5 "$OUT/graphs.log"
+    done
+  done
+done | tee "$OUT/graphs-table.log"
+[ "${BENCH:-full}" = graphs ] && { log "done: $OUT"; exit 0; }
 log "bench: embedding 256, hidden 256, batch 64"
 $S2S bench --device cuda --checkpoint "$CHECKPOINT" -o "$OUT/bench-h256-b64.json" 2>"$OUT/bench-h256-b64.log"
 log "bench: hidden 512, batch 256"

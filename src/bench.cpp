@@ -22,6 +22,7 @@
 #include <torch/version.h>
 
 #include "checkpoint.h"
+#include "cuda_graph_update.h"
 #include "data.h"
 #include "error.h"
 #include "metrics.h"
@@ -320,6 +321,18 @@ nlohmann::json run_train(const BenchOptions& o) {
   const int64_t total = o.warmup_steps + o.intervals * o.interval_steps;
   if (total > static_cast<int64_t>(batches.size()))
     throw Error("bench: " + std::to_string(total) + " steps asked for, the epoch has " + std::to_string(batches.size()));
+  // training.cuda_graphs: every shape of the timed steps is recorded before the clock starts, as a long
+  // run has them after its first few hundred steps (the recording's cost is reported on its own).
+  const auto graphs = make_graph_update(t, device, /*one_process=*/true);
+  update_options.graphs = graphs.get();
+  double record_seconds = 0;
+  if (graphs) {
+    std::vector<Batch> timed;
+    for (int64_t step = 0; step < total; ++step) timed.push_back(make_batch(examples, batches[step]));
+    const auto t0 = Clock::now();
+    graphs->prepare(model, params, timed, t, device);
+    record_seconds = seconds_since(t0);
+  }
   // Floating-point operations of a batch as computed: each shard with its own padded lengths.
   auto batch_flops = [&](const std::vector<int64_t>& indices) {
     double f = 0;
@@ -395,6 +408,12 @@ nlohmann::json run_train(const BenchOptions& o) {
           {"gflops", median(flop_rates)},
           {"flops_per_tgt_token", all_flops / std::max(all_tokens, 1.0)},
           {"padding", 1.0 - static_cast<double>(real) / std::max<int64_t>(padded, 1)},
+          {"cuda_graphs", graphs ? nlohmann::json{{"length_step", t.cuda_graph_length_step},
+                                                  {"recorded", graphs->graphs()},
+                                                  {"record_seconds", record_seconds},
+                                                  {"replayed_steps", graphs->replays()},
+                                                  {"eager_steps", graphs->eager()}}
+                                 : nlohmann::json(false)},
           {"first_loss", losses.front()},
           {"last_loss", losses.back()},
           {"peak_rss_mib", peak_rss_mib()}};

@@ -247,6 +247,26 @@ Batch make_batch(const std::vector<Example>& examples, const std::vector<int64_t
   return b;
 }
 
+Batch pad_batch(const Batch& batch, int64_t rows, int64_t src_len, int64_t tgt_len) {
+  const auto n = batch.src.size(0), s = batch.src.size(1), t = batch.tgt_in.size(1);
+  TORCH_CHECK(batch.tgt_in.defined() && rows >= n && src_len >= s && tgt_len >= t,
+              "pad_batch: the new shape [", rows, ", ", src_len, " + ", tgt_len, "] is smaller than the batch's [", n,
+              ", ", s, " + ", t, "]");
+  Batch b = batch;
+  b.src = torch::full({rows, src_len}, Vocabulary::kPad, batch.src.options());
+  b.src.narrow(0, 0, n).narrow(1, 0, s).copy_(batch.src);
+  b.src.narrow(0, n, rows - n).select(1, 0).fill_(Vocabulary::kEos);  // empty sentences: </s> alone
+  b.src_lengths = torch::ones({rows}, batch.src_lengths.options());
+  b.src_lengths.narrow(0, 0, n).copy_(batch.src_lengths);
+  b.tgt_in = torch::full({rows, tgt_len}, Vocabulary::kPad, batch.tgt_in.options());
+  b.tgt_in.narrow(0, 0, n).narrow(1, 0, t).copy_(batch.tgt_in);
+  b.tgt_in.narrow(0, n, rows - n).select(1, 0).fill_(Vocabulary::kBos);
+  b.tgt_out = torch::full({rows, tgt_len}, Vocabulary::kPad, batch.tgt_out.options());
+  b.tgt_out.narrow(0, 0, n).narrow(1, 0, t).copy_(batch.tgt_out);
+  b.padded_tokens = rows * (src_len + tgt_len);
+  return b;
+}
+
 Batch make_source_batch(const std::vector<std::vector<int64_t>>& sources) {
   const auto n = static_cast<int64_t>(sources.size());
   TORCH_CHECK(n > 0, "make_source_batch: empty batch");

@@ -67,6 +67,13 @@ struct Batch {
   Batch to(const torch::Device& device) const;
 };
 Batch make_batch(const std::vector<Example>& examples, const std::vector<int64_t>& indices);
+// The same batch in a larger shape, so that batches of different lengths share one (CUDA graphs,
+// cuda_graph_step.h): sentences right-padded to src_len and tgt_len, and rows - rows() extra sentences
+// with an empty source (</s> alone) and an empty target (<pad> only). Padding changes nothing that is
+// computed for the real sentences: the encoder keeps its state over padding, attention masks it out, the
+// decoder is causal and the loss skips <pad> targets; the extra rows add zero to the loss and gradients.
+// tgt_tokens and real_tokens stay those of the real sentences; padded_tokens counts the new shape.
+Batch pad_batch(const Batch& batch, int64_t rows, int64_t src_len, int64_t tgt_len);
 // Source-only batch (for translation): tgt_* undefined.
 Batch make_source_batch(const std::vector<std::vector<int64_t>>& sources);
 

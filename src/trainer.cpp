@@ -15,6 +15,7 @@
 
 #include "checkpoint.h"
 #include "config.h"
+#include "cuda_graph_update.h"
 #include "data.h"
 #include "distributed.h"
 #include "error.h"
@@ -329,6 +330,8 @@ int train(const TrainOptions& options) {
     spdlog::info("[train] each batch is split across {} threads (training.cpu_parallel \"batch\"), one intra-op "
                  "thread each",
                  update_options.shards);
+  const auto graphs = make_graph_update(t, device, /*one_process=*/!group);
+  update_options.graphs = graphs.get();
   const double elapsed_before = state.elapsed_seconds;
   const auto t_loop = Clock::now();
   auto t_interval = Clock::now();
@@ -453,6 +456,9 @@ int train(const TrainOptions& options) {
     state.batch_in_epoch = 0;
   }
   if (state.step % t.checkpoint_every != 0) save("end of training");
+  if (graphs)
+    spdlog::info("[train] CUDA graphs: {} recorded; {} steps replayed one, {} ran eagerly", graphs->graphs(),
+                 graphs->replays(), graphs->eager());
   const double best = std::isinf(state.best_score) ? 0.0 : std::abs(state.best_score);
   spdlog::info("[train] done: {} steps in {:.0f} s (this run {:.0f} s); best validation {} {:.4g} at step {}",
                state.step, state.elapsed_seconds, seconds_since(t_start), t.best_metric, best, state.best_step);

@@ -15,6 +15,7 @@
 #include <omp.h>
 #endif
 
+#include "cuda_graph_update.h"
 #include "distributed.h"
 #include "random.h"
 #include "signals.h"
@@ -241,6 +242,8 @@ Update compute_update(Seq2Seq& model, const std::vector<torch::Tensor>& params, 
     }
   };
 
+  if (options.graphs && !group && batches.size() == 1)
+    return options.graphs->run(model, params, make_batch(examples, batches[0]), t, device);
   if (!group && batches.size() == 1 && options.shards <= 1) {
     const auto batch = make_batch(examples, batches[0]).to(device);
     auto out = model->forward(batch, t.scheduled_sampling);

@@ -22,6 +22,7 @@
 namespace s2s {
 
 class ProcessGroup;
+class CudaGraphUpdate;
 
 // One optimiser update's figures, the same on every rank.
 struct Update {
@@ -39,6 +40,7 @@ struct Update {
 struct UpdateOptions {
   int64_t shards = 1;  // threads per batch (CPU); 1 = the batch as a whole
   uint64_t seed = 0;   // this update's random stream for the shards' dropout (see random.h)
+  CudaGraphUpdate* graphs = nullptr;  // GPU, one batch, no process group: the step as CUDA graphs
 };
 
 // Forward and backward of `batches` (index lists into `examples`; may be empty on a rank that has none

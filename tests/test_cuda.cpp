@@ -5,9 +5,15 @@
 //   - `s2s train` with training.device "cuda" writes checkpoints that `s2s translate` reads on either
 //     device, with the same translations and scores; a run stopped and resumed on the GPU ends where
 //     the unbroken run ends.
+//   - CUDA graphs (training.cuda_graphs): a shape's eager run, its recording run and its replays give
+//     bitwise the same gradients, dropout masks included; training with graphs follows training without
+//     them within float32 tolerance; a run with graphs stopped and resumed ends where the unbroken one
+//     ends.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <mutex>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -16,6 +22,7 @@
 
 #include "checkpoint.h"
 #include "config.h"
+#include "cuda_graph_update.h"
 #include "data.h"
 #include "model.h"
 #include "random_examples.h"
@@ -103,6 +110,130 @@ TEST(Cuda, TrainingUpdateEqualsTheCpus) {
         EXPECT_LE(max_abs(gpu.params_after[i] - cpu.params_after[i]), 1e-4) << what << " parameter " << i;
       }
       EXPECT_GT(largest, 1e-3) << what << ": the gradient is not trivially zero";
+    }
+  }
+}
+
+// --- CUDA graphs ------------------------------------------------------------------------------------
+
+ModelConfig small_model(const std::string& cell, const std::string& attention, double dropout) {
+  ModelConfig m;
+  m.cell = cell;
+  m.attention = attention;
+  m.embedding_size = 16;
+  m.hidden_size = 32;
+  m.bidirectional = true;
+  m.dropout = dropout;
+  return m;
+}
+
+std::vector<torch::Tensor> grads_on_cpu(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : params) out.push_back(p.grad().detach().cpu().clone());
+  return out;
+}
+
+// The same batch four times from the same generator state, without updating the model: the first run is
+// eager, the second eager on the recording stream and recorded, the last two replay the graph. All four
+// must be bitwise equal: the same kernels, the same dropout masks.
+TEST(Cuda, GraphRunsOfOneShapeAreBitwiseEqualDropoutIncluded) {
+  SKIP_WITHOUT_CUDA();
+  const torch::Device device(torch::kCUDA);
+  const auto examples = make_examples(17, 3);
+  std::vector<int64_t> batch(examples.size());
+  for (size_t i = 0; i < batch.size(); ++i) batch[i] = static_cast<int64_t>(i);
+  for (const std::string cell : {"rnn", "lstm"}) {
+    torch::manual_seed(11);
+    Seq2Seq model(small_model(cell, "bahdanau", 0.3), kSrcVocab, kTgtVocab);
+    model->to(device);
+    model->train();
+    const auto params = model->parameters();
+    TrainingConfig t;
+    t.label_smoothing = 0.1;
+    CudaGraphUpdate graphs(4);
+    auto generator = at::globalContext().defaultGenerator(device);
+    torch::Tensor start;
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      start = generator.get_state();
+    }
+    auto run_from = [&](const torch::Tensor& state) {
+      {
+        std::lock_guard<std::mutex> lock(generator.mutex());
+        generator.set_state(state);
+      }
+      const auto u = graphs.run(model, params, make_batch(examples, batch), t, device);
+      return std::make_pair(u.loss, grads_on_cpu(params));
+    };
+    std::vector<std::pair<double, std::vector<torch::Tensor>>> runs;
+    for (int k = 0; k < 4; ++k) runs.push_back(run_from(start));
+    EXPECT_EQ(graphs.graphs(), 1) << cell;
+    EXPECT_EQ(graphs.replays(), 2) << cell;
+    EXPECT_EQ(graphs.eager(), 2) << cell;
+    for (int k = 1; k < 4; ++k) {
+      EXPECT_EQ(runs[k].first, runs[0].first) << cell << " run " << k;
+      for (size_t i = 0; i < params.size(); ++i)
+        EXPECT_TRUE(torch::equal(runs[k].second[i], runs[0].second[i]))
+            << cell << " run " << k << " parameter " << i << " differs by "
+            << max_abs(runs[k].second[i] - runs[0].second[i]);
+    }
+    // The dropout masks come from the generator: another state gives another loss (a replay too).
+    torch::rand({1000}, torch::TensorOptions().device(device));
+    torch::Tensor other;
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      other = generator.get_state();
+    }
+    const auto moved = run_from(other);
+    EXPECT_EQ(graphs.replays(), 3) << cell;
+    EXPECT_NE(moved.first, runs[0].first) << cell << ": the replay did not draw new dropout masks";
+  }
+}
+
+// Eight updates (Adam, clipping) over batches of three shapes, each shape coming back, with and without
+// graphs, from the same weights and without dropout: the losses follow each other within float32 sums in
+// another order (the graphs' batches are padded), and so do the first update's gradients.
+TEST(Cuda, TrainingWithGraphsFollowsTrainingWithout) {
+  SKIP_WITHOUT_CUDA();
+  const torch::Device device(torch::kCUDA);
+  const auto examples = make_examples(24, 9);
+  std::vector<std::vector<int64_t>> batches(3);
+  for (int64_t i = 0; i < 24; ++i) batches[i % 3].push_back(i);
+  const std::vector<int> order{0, 1, 0, 2, 1, 0, 2, 1};
+  for (const std::string cell : {"rnn", "gru"}) {
+    for (const std::string attention : {"bahdanau", "qkv"}) {
+      const std::string what = cell + "+" + attention;
+      std::vector<std::vector<double>> losses(2);
+      std::vector<std::vector<torch::Tensor>> first_grads(2);
+      int64_t replays = 0;
+      for (int with_graphs = 0; with_graphs < 2; ++with_graphs) {
+        torch::manual_seed(11);
+        Seq2Seq model(small_model(cell, attention, 0), kSrcVocab, kTgtVocab);
+        model->to(device);
+        model->train();
+        const auto params = model->parameters();
+        torch::optim::Adam adam(params, torch::optim::AdamOptions(0.003));
+        TrainingConfig t;
+        t.label_smoothing = 0.1;
+        t.clip_norm = 1.0;
+        CudaGraphUpdate graphs(4);
+        UpdateOptions options;
+        if (with_graphs) options.graphs = &graphs;
+        for (int b : order) {
+          const auto u = compute_update(model, params, examples, {batches[b]}, t, device, options, nullptr);
+          losses[with_graphs].push_back(u.loss);
+          if (first_grads[with_graphs].empty()) first_grads[with_graphs] = grads_on_cpu(params);
+          clip_and_step(adam, params, t.clip_norm, u.grad_square_sum);
+        }
+        if (with_graphs) replays = graphs.replays();
+      }
+      EXPECT_GE(replays, 2) << what << ": the shapes' later batches should replay";
+      for (size_t k = 0; k < order.size(); ++k)
+        EXPECT_NEAR(losses[1][k], losses[0][k], 1e-4 * losses[0][k]) << what << " step " << k;
+      for (size_t i = 0; i < first_grads[0].size(); ++i) {
+        const double scale = std::max(max_abs(first_grads[0][i]), 1e-6);
+        EXPECT_LE(max_abs(first_grads[1][i] - first_grads[0][i]), 1e-4 * scale) << what << " gradient " << i;
+      }
     }
   }
 }
@@ -216,6 +347,39 @@ TEST(CudaCli, TrainOnTheGpuResumesExactly) {
     }
   }
   EXPECT_GE(compared, 4) << "too few hypotheses stood apart to compare their outputs";
+}
+
+// With training.cuda_graphs and dropout: 12 steps at once, and 6 then 6 resumed (with fresh graphs, so
+// steps that replayed in the unbroken run run eagerly after the resume), end with the same weights.
+TEST(CudaCli, TrainingWithCudaGraphsResumesExactly) {
+  SKIP_WITHOUT_CUDA();
+  TempDir dir;
+  const Corpus c{dir.file("train.src"), dir.file("train.tgt"), dir.file("valid.src"), dir.file("valid.tgt")};
+  write_corpus(c.train_src, c.train_tgt, 40, 1);
+  write_corpus(c.valid_src, c.valid_tgt, 8, 2);
+  auto config = [&](const std::string& out, int64_t steps) {
+    auto j = gpu_config(c, dir.file(out), steps);
+    j["training"]["cuda_graphs"] = true;
+    return j;
+  };
+  const auto a = run_s2s({"train", "--config", write_config(dir, config("a", 12), "a.json")}, dir.path());
+  ASSERT_EQ(a.code(), 0) << a.describe();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(a.err, m, std::regex("CUDA graphs: (\\d+) recorded; (\\d+) steps replayed")))
+      << a.describe();
+  EXPECT_GE(std::stoi(m[1]), 1) << a.describe();
+  EXPECT_GE(std::stoi(m[2]), 1) << a.describe();
+  const auto b_path = write_config(dir, config("b", 6), "b.json");
+  const auto b1 = run_s2s({"train", "--config", b_path}, dir.path());
+  ASSERT_EQ(b1.code(), 0) << b1.describe();
+  const auto b2 = run_s2s({"train", "--config", b_path, "--resume", "auto", "--set", "training.max_steps=12"},
+                          dir.path());
+  ASSERT_EQ(b2.code(), 0) << b2.describe();
+  const auto pa = checkpoint_parameters(dir.file("a/last.pt"));
+  const auto pb = checkpoint_parameters(dir.file("b/last.pt"));
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_TRUE(torch::equal(pa[i], pb[i])) << "parameter " << i << " differs by " << max_abs(pa[i] - pb[i]);
 }
 
 }  // namespace

@@ -1,0 +1,231 @@
+#include "cuda_graph_update.h"
+
+#include <map>
+#include <optional>
+
+#include <spdlog/spdlog.h>
+
+#include "error.h"
+#include "row_parallel.h"
+#include "vocabulary.h"
+
+#ifdef S2S_WITH_CUDA_GRAPHS
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace s2s {
+namespace {
+
+constexpr int64_t kRowStep = 8;  // sentences: the last batch of an epoch shares the others' graph or one near it
+
+int64_t round_up(int64_t n, int64_t step) { return (n + step - 1) / step * step; }
+
+const char* const kNoCuda =
+    "training.cuda_graphs: this s2s was built against a LibTorch without CUDA; build it against a CUDA "
+    "LibTorch (README, \"On a GPU\") or set training.cuda_graphs to false";
+
+}  // namespace
+
+void graph_step_body(Seq2Seq& model, const std::vector<torch::Tensor>& params, const Batch& in,
+                     const TrainingConfig& t, std::vector<torch::Tensor>& grads, torch::Tensor& loss) {
+  auto out = model->forward(in, t.scheduled_sampling);
+  const auto V = out.logits.size(-1);
+  const auto targets = in.tgt_out.reshape({-1});
+  auto rows = cross_entropy_rows(out.logits.reshape({-1, V}), targets, t.label_smoothing, Vocabulary::kPad);
+  // sequence_loss's mean (model.h), with the token count kept on the device
+  auto tokens = targets.ne(Vocabulary::kPad).sum().clamp_min(1).to(rows.loss.scalar_type());
+  auto mean = rows.loss.sum() / tokens;
+  auto g = torch::autograd::grad({mean}, params, /*grad_outputs=*/{}, /*retain_graph=*/false,
+                                 /*create_graph=*/false, /*allow_unused=*/true);
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (g[i].defined())
+      grads[i].copy_(g[i]);
+    else
+      grads[i].zero_();  // a parameter the loss does not reach (as after zero_grad and backward)
+  }
+  loss.copy_(mean.detach());
+}
+
+std::vector<int64_t> CudaGraphUpdate::shape_of(const Batch& batch) const {
+  return {round_up(batch.src.size(0), kRowStep), round_up(batch.src.size(1), length_step_),
+          round_up(batch.tgt_in.size(1), length_step_)};
+}
+
+#ifdef S2S_WITH_CUDA_GRAPHS
+
+struct CudaGraphUpdate::Impl {
+  struct Shape {
+    Batch inputs;  // on the device, outside the graphs' pool: each step copies its batch in
+    int64_t runs = 0;
+    std::unique_ptr<at::cuda::CUDAGraph> graph;
+  };
+  std::map<std::vector<int64_t>, Shape> shapes;
+  std::vector<torch::Tensor> grads;  // what every run writes, eager or replayed: the parameters' .grad
+  torch::Tensor loss;                // [] the mean token loss
+  decltype(at::cuda::graph_pool_handle()) pool = at::cuda::graph_pool_handle();
+  std::optional<c10::cuda::CUDAStream> stream;  // the recording stream (never the default one)
+  int64_t max_graphs = 64, graphs = 0, replays = 0, eager = 0;
+
+  void allocate(const std::vector<torch::Tensor>& params) {
+    if (!grads.empty()) return;
+    torch::NoGradGuard no_grad;
+    for (const auto& p : params) grads.push_back(torch::zeros_like(p.detach(), torch::MemoryFormat::Contiguous));
+    loss = torch::zeros({}, torch::TensorOptions().dtype(params.front().dtype()).device(params.front().device()));
+  }
+
+  void body(Seq2Seq& model, const std::vector<torch::Tensor>& params, const Batch& in, const TrainingConfig& t) {
+    graph_step_body(model, params, in, t, grads, loss);
+  }
+
+  // Warms the shape up on the recording stream (this run's results are the step's), then records it.
+  void record(Shape& s, Seq2Seq& model, const std::vector<torch::Tensor>& params, const TrainingConfig& t,
+              const torch::Device& device) {
+    c10::cuda::device_synchronize();  // the default stream's copies and last update are done
+    if (!stream) stream = c10::cuda::getStreamFromPool(false, device.index());
+    {
+      c10::cuda::CUDAStreamGuard guard(*stream);
+      body(model, params, s.inputs, t);
+      auto graph = std::make_unique<at::cuda::CUDAGraph>();
+      graph->capture_begin(pool);
+      try {
+        body(model, params, s.inputs, t);
+      } catch (const std::exception& e) {
+        try {
+          graph->capture_end();
+        } catch (...) {
+        }
+        throw Error(std::string("training.cuda_graphs: recording the training step failed (set "
+                                "training.cuda_graphs to false to train without graphs): ") +
+                    e.what());
+      }
+      graph->capture_end();
+      s.graph = std::move(graph);
+    }
+    c10::cuda::device_synchronize();
+    ++graphs;
+  }
+};
+
+CudaGraphUpdate::CudaGraphUpdate(int64_t length_step, int64_t max_graphs)
+    : impl_(std::make_unique<Impl>()), length_step_(std::max<int64_t>(1, length_step)) {
+  impl_->max_graphs = max_graphs;
+}
+
+bool CudaGraphUpdate::available() { return true; }
+
+Update CudaGraphUpdate::run(Seq2Seq& model, const std::vector<torch::Tensor>& params, const Batch& batch,
+                            const TrainingConfig& t, const torch::Device& device) {
+  TORCH_CHECK(device.is_cuda(), "CudaGraphUpdate: a CUDA device expected, got ", device.str());
+  auto& I = *impl_;
+  I.allocate(params);
+  const auto shape = shape_of(batch);
+  const auto padded = pad_batch(batch, shape[0], shape[1], shape[2]);
+  auto& s = I.shapes[shape];
+  if (!s.inputs.src.defined()) {
+    s.inputs = padded.to(device);
+  } else {
+    s.inputs.src.copy_(padded.src);
+    s.inputs.src_lengths.copy_(padded.src_lengths);
+    s.inputs.tgt_in.copy_(padded.tgt_in);
+    s.inputs.tgt_out.copy_(padded.tgt_out);
+  }
+  ++s.runs;
+  if (s.graph) {
+    s.graph->replay();
+    ++I.replays;
+  } else if (s.runs >= 2 && I.graphs < I.max_graphs) {
+    I.record(s, model, params, t, device);  // a second batch of this shape: worth a graph
+    ++I.eager;
+  } else {
+    I.body(model, params, s.inputs, t);
+    ++I.eager;
+  }
+  for (size_t i = 0; i < params.size(); ++i)
+    if (!params[i].grad().is_same(I.grads[i])) params[i].mutable_grad() = I.grads[i];
+  Update u;
+  u.loss = I.loss.item<double>();
+  u.tokens = batch.tgt_tokens;
+  u.padded_cells = padded.padded_tokens;
+  u.real_cells = batch.real_tokens;
+  return u;
+}
+
+void CudaGraphUpdate::prepare(Seq2Seq& model, const std::vector<torch::Tensor>& params,
+                              const std::vector<Batch>& batches, const TrainingConfig& t, const torch::Device& device) {
+  auto& I = *impl_;
+  I.allocate(params);
+  // The warm-up runs draw dropout masks: the generator is put back, so the run continues as without them.
+  auto generator = at::globalContext().defaultGenerator(device);
+  torch::Tensor rng;
+  {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    rng = generator.get_state();
+  }
+  for (const auto& batch : batches) {
+    const auto shape = shape_of(batch);
+    auto& s = I.shapes[shape];
+    if (s.graph || I.graphs >= I.max_graphs) continue;
+    s.inputs = pad_batch(batch, shape[0], shape[1], shape[2]).to(device);
+    I.record(s, model, params, t, device);
+  }
+  {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(rng);
+  }
+}
+
+int64_t CudaGraphUpdate::graphs() const { return impl_->graphs; }
+int64_t CudaGraphUpdate::replays() const { return impl_->replays; }
+int64_t CudaGraphUpdate::eager() const { return impl_->eager; }
+
+#else  // a LibTorch without CUDA
+
+struct CudaGraphUpdate::Impl {};
+
+CudaGraphUpdate::CudaGraphUpdate(int64_t length_step, int64_t)
+    : impl_(std::make_unique<Impl>()), length_step_(std::max<int64_t>(1, length_step)) {}
+
+bool CudaGraphUpdate::available() { return false; }
+
+Update CudaGraphUpdate::run(Seq2Seq&, const std::vector<torch::Tensor>&, const Batch&, const TrainingConfig&,
+                            const torch::Device&) {
+  throw Error(kNoCuda);
+}
+
+void CudaGraphUpdate::prepare(Seq2Seq&, const std::vector<torch::Tensor>&, const std::vector<Batch>&,
+                              const TrainingConfig&, const torch::Device&) {
+  throw Error(kNoCuda);
+}
+
+int64_t CudaGraphUpdate::graphs() const { return 0; }
+int64_t CudaGraphUpdate::replays() const { return 0; }
+int64_t CudaGraphUpdate::eager() const { return 0; }
+
+#endif
+
+CudaGraphUpdate::~CudaGraphUpdate() = default;
+
+std::unique_ptr<CudaGraphUpdate> make_graph_update(const TrainingConfig& t, const torch::Device& device,
+                                                   bool one_process) {
+  if (!t.cuda_graphs) return nullptr;
+  if (!device.is_cuda()) {
+    spdlog::warn("[train] training.cuda_graphs is for a GPU; training on {} without graphs", device.str());
+    return nullptr;
+  }
+  if (!CudaGraphUpdate::available()) throw Error(kNoCuda);
+  if (!one_process || t.accumulate > 1) {
+    spdlog::warn("[train] training.cuda_graphs takes one batch per update in one process (training.accumulate 1, "
+                 "no torchrun); training without graphs");
+    return nullptr;
+  }
+  spdlog::info("[train] CUDA graphs: each batch shape's step is recorded once and replayed; batches padded to "
+               "lengths that are multiples of {} and to multiples of {} sentences",
+               t.cuda_graph_length_step, kRowStep);
+  return std::make_unique<CudaGraphUpdate>(t.cuda_graph_length_step);
+}
+
+}  // namespace s2s
