@@ -40,7 +40,7 @@ trap 'kill $SMI 2>/dev/null' EXIT
 
 if [ -x "$BUILD_DIR/s2s_tests" ]; then
   log "CUDA tests"
-  (cd "$BUILD_DIR" && timeout 300 ./s2s_tests --gtest_filter='Cuda*' 2>&1) | tee "$OUT/tests.log" | tail -25
+  (cd "$BUILD_DIR" && timeout ${TEST_TIMEOUT:-300} ./s2s_tests --gtest_filter='Cuda*' 2>&1) | tee "$OUT/tests.log" | tail -25
 fi
 if [ "${FULL_TESTS:-0}" = 1 ] && [ -x "$BUILD_DIR/s2s_tests" ]; then
   log "the whole suite"
@@ -52,7 +52,7 @@ for size in "256 64" "512 256"; do
   set -- $size
   for v in rnn+bahdanau rnn+qkv gru+bahdanau; do
     for g in false true; do
-      $S2S bench --part train --device cuda --variant $v --set model.hidden_size=$1 --batch-size $2 \
+      timeout 90 $S2S bench --part train --device cuda --variant $v --set model.hidden_size=$1 --batch-size $2 \
         --set training.cuda_graphs=$g -o "$OUT/train-$v-h$1-b$2-graphs-$g.json" 2>>"$OUT/graphs.log"
       python3 -c "import json,sys; j=json.load(open(sys.argv[1])); g=j['cuda_graphs'];
 print('%-13s h%-4d b%-4d graphs %-5s %7.2f ms/step %9.0f tgt tok/s' % (j['variant'], j['hidden'], j['batch'], sys.argv[2], j['ms_per_step'], j['tgt_tokens_per_sec']),
