@@ -51,11 +51,12 @@ log "training step without and with CUDA graphs, side by side"
 for size in "256 64" "512 256"; do
   set -- $size
   for v in rnn+bahdanau rnn+qkv gru+bahdanau; do
-    for g in false true; do
+    for g in false ${GRAPH_STEPS:-1}; do  # false: no graphs; a number: graphs, lengths padded to multiples of it
+      if [ $g = false ]; then set_graphs="training.cuda_graphs=false"; else set_graphs="training.cuda_graphs=true --set training.cuda_graph_length_step=$g"; fi
       timeout 90 $S2S bench --part train --device cuda --variant $v --set model.hidden_size=$1 --batch-size $2 \
-        --set training.cuda_graphs=$g -o "$OUT/train-$v-h$1-b$2-graphs-$g.json" 2>>"$OUT/graphs.log"
+        --set $set_graphs -o "$OUT/train-$v-h$1-b$2-graphs-$g.json" 2>>"$OUT/graphs.log"
       python3 -c "import json,sys; j=json.load(open(sys.argv[1])); g=j['cuda_graphs'];
-print('%-13s h%-4d b%-4d graphs %-5s %7.2f ms/step %9.0f tgt tok/s' % (j['variant'], j['hidden'], j['batch'], sys.argv[2], j['ms_per_step'], j['tgt_tokens_per_sec']),
+print('%-13s h%-4d b%-4d graphs %-5s %7.2f ms/step %9.0f tgt tok/s padding %4.1f%%' % (j['variant'], j['hidden'], j['batch'], sys.argv[2], j['ms_per_step'], j['tgt_tokens_per_sec'], 100 * j['padding']),
       '' if not g else '(%d recorded in %.1f s; %d steps replayed, %d eager)' % (g['recorded'], g['record_seconds'], g['replayed_steps'], g['eager_steps']))" \
         "$OUT/train-$v-h$1-b$2-graphs-$g.json" $g || tail -5 "$OUT/graphs.log"
     done

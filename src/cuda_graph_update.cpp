@@ -68,7 +68,7 @@ struct CudaGraphUpdate::Impl {
   torch::Tensor loss;                // [] the mean token loss
   decltype(at::cuda::graph_pool_handle()) pool = at::cuda::graph_pool_handle();
   std::optional<c10::cuda::CUDAStream> stream;  // the recording stream (never the default one)
-  int64_t max_graphs = 64, graphs = 0, replays = 0, eager = 0;
+  int64_t max_graphs = 256, graphs = 0, replays = 0, eager = 0;
 
   void allocate(const std::vector<torch::Tensor>& params) {
     if (!grads.empty()) return;

@@ -15,8 +15,11 @@
 // with fresh graphs, continues exactly as an uninterrupted one.
 //
 // Graphs share one memory pool (they run one at a time, and the only tensors that outlive a run, the
-// inputs, the gradients and the loss, are allocated outside it); at most `max_graphs` shapes are
-// recorded, later new shapes run eagerly.
+// inputs, the gradients and the loss, are allocated outside it), so a graph costs little more than its
+// list of kernels; at most `max_graphs` shapes are recorded, later new shapes run eagerly. Batches are
+// sorted by length inside pools (data.h), so even unpadded lengths repeat: Multi30k's 113 batches of 256
+// sentences an epoch have 22 shapes, 25 over three epochs (64 sentences: 29 and 42); padded to multiples
+// of 4, 8 and 9, at the cost of 16% padded cells instead of 8%.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -33,7 +36,7 @@ namespace s2s {
 
 class CudaGraphUpdate {
  public:
-  CudaGraphUpdate(int64_t length_step, int64_t max_graphs = 64);
+  CudaGraphUpdate(int64_t length_step, int64_t max_graphs = 256);
   ~CudaGraphUpdate();
   CudaGraphUpdate(const CudaGraphUpdate&) = delete;
   CudaGraphUpdate& operator=(const CudaGraphUpdate&) = delete;
