@@ -575,9 +575,11 @@ void print_table(const nlohmann::json& r, std::ostream& os) {
      << fmt(r["ceiling"]["ceiling_one_thread_gflops"].get<double>(), 1) << " GFLOP/s\n\n";
   os << "training (batch " << r["options"]["batch_size"] << ", median of " << r["options"]["intervals"] << " x "
      << r["options"]["interval_steps"] << " steps after " << r["options"]["warmup_steps"] << ")\n";
-  os << "  variant        threads(LT/BLAS) split  tgt tok/s   ms/step   MFLOP/tok   GFLOP/s  of ceiling  peak RSS MiB\n";
+  os << "  variant                threads(LT/BLAS) split  tgt tok/s   ms/step   MFLOP/tok   GFLOP/s  of ceiling  peak RSS MiB\n";
   for (const auto& t : r["train"]) {
-    os << "  " << std::left << std::setw(15) << t["variant"].get<std::string>() << std::right << std::setw(8)
+    const bool graphs = t.value("cuda_graphs", nlohmann::json(false)).is_object();
+    os << "  " << std::left << std::setw(23) << t["variant"].get<std::string>() + (graphs ? " graphs" : "")
+       << std::right << std::setw(8)
        << t["threads"]["libtorch"].get<int>() << "/" << std::left << std::setw(9) << t["threads"]["blas"].get<int>()
        << std::left << std::setw(6) << t.value("cpu_parallel", std::string("ops")) << std::right << std::setw(10)
        << fmt(t["tgt_tokens_per_sec"].get<double>(), 0) << std::setw(10) << fmt(t.value("ms_per_step", 0.0), 1)
@@ -614,6 +616,11 @@ int run_all(const BenchOptions& o) {
   r["train"] = nlohmann::json::array();
   const Layout program_default{"default", 0, -1, ""};
   for (const auto& v : o.variants) r["train"].push_back(run_child(o, "train", program_default, v, dir, index++));
+  if (!device.is_cpu()) {  // on a GPU, each variant again with its step as CUDA graphs (training.cuda_graphs)
+    auto graphs = o;
+    graphs.sets.push_back("training.cuda_graphs=true");
+    for (const auto& v : o.variants) r["train"].push_back(run_child(graphs, "train", program_default, v, dir, index++));
+  }
   for (const auto& l : o.layouts) {
     // thread layouts are a CPU matter: on a GPU the CPU threads only launch its work
     if (l == "default" || o.variants.empty() || !device.is_cpu()) continue;
