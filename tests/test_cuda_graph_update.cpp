@@ -61,50 +61,74 @@ TEST(PadBatch, KeepsTheSentencesAndAddsEmptyOnes) {
   EXPECT_THROW(pad_batch(batch, n, S - 1, T), c10::Error);
 }
 
-TEST(GraphStepBody, OnAPaddedBatchGivesTheLossAndGradientsOfTheBatchAsItIs) {
+// The loss and gradients of compute_update on the batch as it is, against graph_step_body on the batch
+// padded by 6 sentences, 5 source and 7 target positions.
+void expect_padding_changes_nothing(const ModelConfig& m, const std::string& what) {
   const auto examples = s2s::testing::random_examples(13, 5, kSrcVocab, kTgtVocab, 9);
   const auto indices = all_of(examples);
-  for (const std::string cell : {"rnn", "gru", "lstm"}) {
-    for (const std::string attention : {"bahdanau", "qkv", "none"}) {
-      for (const bool bidirectional : {false, true}) {
-        ModelConfig m;
-        m.cell = cell;
-        m.attention = attention;
-        m.bidirectional = bidirectional;
-        m.embedding_size = 12;
-        m.hidden_size = 16;
-        m.dropout = 0;
-        TrainingConfig t;
-        t.label_smoothing = 0.1;
-        const std::string what = cell + "+" + attention + (bidirectional ? " bidirectional" : "");
-        torch::manual_seed(3);
-        Seq2Seq model(m, kSrcVocab, kTgtVocab);
-        model->train();
-        const auto params = model->parameters();
+  TrainingConfig t;
+  t.label_smoothing = 0.1;
+  torch::manual_seed(3);
+  Seq2Seq model(m, kSrcVocab, kTgtVocab);
+  model->train();
+  const auto params = model->parameters();
 
-        UpdateOptions options;  // one shard: the plain step, backward of the mean token loss
-        const auto u = compute_update(model, params, examples, {indices}, t, torch::kCPU, options, nullptr);
-        std::vector<torch::Tensor> expected;
-        for (const auto& p : params) expected.push_back(p.grad().clone());
+  UpdateOptions options;  // one shard: the plain step, backward of the mean token loss
+  const auto u = compute_update(model, params, examples, {indices}, t, torch::kCPU, options, nullptr);
+  std::vector<torch::Tensor> expected;
+  for (const auto& p : params) expected.push_back(p.grad().clone());
 
-        const auto batch = make_batch(examples, indices);
-        const auto padded = pad_batch(batch, batch.src.size(0) + 6, batch.src.size(1) + 5, batch.tgt_in.size(1) + 7);
-        std::vector<torch::Tensor> grads;
-        for (const auto& p : params) grads.push_back(torch::full_like(p.detach(), 7.0));  // overwritten
-        auto loss = torch::zeros({});
-        graph_step_body(model, params, padded, t, grads, loss);
+  const auto batch = make_batch(examples, indices);
+  const auto padded = pad_batch(batch, batch.src.size(0) + 6, batch.src.size(1) + 5, batch.tgt_in.size(1) + 7);
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params) grads.push_back(torch::full_like(p.detach(), 7.0));  // overwritten
+  auto loss = torch::zeros({});
+  graph_step_body(model, params, padded, t, grads, loss);
 
-        EXPECT_NEAR(loss.item<double>(), u.loss, 1e-5 * u.loss) << what;
-        double largest = 0;
-        for (size_t i = 0; i < params.size(); ++i) {
-          const double scale = std::max(expected[i].abs().max().item<double>(), 1e-6);
-          largest = std::max(largest, scale);
-          EXPECT_LE((grads[i] - expected[i]).abs().max().item<double>(), 2e-5 * scale) << what << " parameter " << i;
-        }
-        EXPECT_GT(largest, 1e-3) << what << ": the gradient is not trivially zero";
-      }
-    }
+  EXPECT_NEAR(loss.item<double>(), u.loss, 1e-5 * u.loss) << what;
+  double largest = 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const double scale = std::max(expected[i].abs().max().item<double>(), 1e-6);
+    largest = std::max(largest, scale);
+    EXPECT_LE((grads[i] - expected[i]).abs().max().item<double>(), 2e-5 * scale) << what << " parameter " << i;
   }
+  EXPECT_GT(largest, 1e-3) << what << ": the gradient is not trivially zero";
+}
+
+ModelConfig small_model(const std::string& cell, const std::string& attention, bool bidirectional) {
+  ModelConfig m;
+  m.cell = cell;
+  m.attention = attention;
+  m.bidirectional = bidirectional;
+  m.embedding_size = 12;
+  m.hidden_size = 16;
+  m.dropout = 0;
+  return m;
+}
+
+TEST(GraphStepBody, OnAPaddedBatchGivesTheLossAndGradientsOfTheBatchAsItIs) {
+  for (const std::string cell : {"rnn", "gru", "lstm"})
+    for (const std::string attention : {"bahdanau", "qkv", "none"})
+      for (const bool bidirectional : {false, true})
+        expect_padding_changes_nothing(small_model(cell, attention, bidirectional),
+                                       cell + "+" + attention + (bidirectional ? " bidirectional" : ""));
+}
+
+TEST(GraphStepBody, OnAPaddedBatchChangesNothingForDeepOutputTiedEmbeddingsAndStackedLayers) {
+  auto deep = small_model("rnn", "bahdanau", true);
+  deep.output = "deep";
+  expect_padding_changes_nothing(deep, "deep output");
+  auto tied = small_model("gru", "qkv", false);
+  tied.output = "deep";
+  tied.tied_embeddings = true;
+  expect_padding_changes_nothing(tied, "deep output, tied embeddings");
+  auto stacked = small_model("lstm", "bahdanau", true);
+  stacked.encoder_layers = 2;
+  expect_padding_changes_nothing(stacked, "two encoder layers");
+  auto scaled = small_model("rnn", "qkv", true);
+  scaled.qkv_scaled = true;
+  scaled.attention_size = 24;
+  expect_padding_changes_nothing(scaled, "scaled qkv, attention size 24");
 }
 
 TEST(CudaGraphUpdate, IsOffOnTheCpuAndRefusedWithoutCuda) {
