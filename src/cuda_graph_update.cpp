@@ -211,7 +211,12 @@ CudaGraphUpdate::~CudaGraphUpdate() = default;
 
 std::unique_ptr<CudaGraphUpdate> make_graph_update(const TrainingConfig& t, const torch::Device& device,
                                                    bool one_process) {
-  if (!t.cuda_graphs) return nullptr;
+  if (!t.cuda_graphs) {
+    if (device.is_cuda() && CudaGraphUpdate::available() && one_process && t.accumulate == 1)
+      spdlog::info("[train] training.cuda_graphs is off: with it the GPU replays each batch shape's recorded "
+                   "step instead of launching its kernels one by one (2.7-6x the steps per second on an H200)");
+    return nullptr;
+  }
   if (!device.is_cuda()) {
     spdlog::warn("[train] training.cuda_graphs is for a GPU; training on {} without graphs", device.str());
     return nullptr;
