@@ -6,8 +6,6 @@
 #include <spdlog/spdlog.h>
 
 #include "error.h"
-#include "row_parallel.h"
-#include "vocabulary.h"
 
 #ifdef S2S_WITH_CUDA_GRAPHS
 #include <ATen/cuda/CUDAGraph.h>
@@ -32,12 +30,7 @@ const char* const kNoCuda =
 void graph_step_body(Seq2Seq& model, const std::vector<torch::Tensor>& params, const Batch& in,
                      const TrainingConfig& t, std::vector<torch::Tensor>& grads, torch::Tensor& loss) {
   auto out = model->forward(in, t.scheduled_sampling);
-  const auto V = out.logits.size(-1);
-  const auto targets = in.tgt_out.reshape({-1});
-  auto rows = cross_entropy_rows(out.logits.reshape({-1, V}), targets, t.label_smoothing, Vocabulary::kPad);
-  // sequence_loss's mean (model.h), with the token count kept on the device
-  auto tokens = targets.ne(Vocabulary::kPad).sum().clamp_min(1).to(rows.loss.scalar_type());
-  auto mean = rows.loss.sum() / tokens;
+  auto mean = mean_token_loss(out.logits, in.tgt_out, t.label_smoothing);
   auto g = torch::autograd::grad({mean}, params, /*grad_outputs=*/{}, /*retain_graph=*/false,
                                  /*create_graph=*/false, /*allow_unused=*/true);
   torch::NoGradGuard no_grad;

@@ -49,15 +49,24 @@ DecoderImpl::TeacherForced Seq2SeqImpl::forward(const Batch& batch, double sampl
   return decoder->forward(encoded, batch.tgt_in, sampling_ratio);
 }
 
-LossResult sequence_loss(const torch::Tensor& logits, const torch::Tensor& targets, double label_smoothing) {
+torch::Tensor mean_token_loss(const torch::Tensor& logits, const torch::Tensor& targets, double label_smoothing,
+                              torch::Tensor* nll, torch::Tensor* tokens) {
   const auto V = logits.size(-1);
   auto flat = targets.reshape({-1});  // [N]
   // Per row: (1 - s) * nll + s * cross-entropy to the uniform distribution; 0 on padding.
   auto rows = cross_entropy_rows(logits.reshape({-1, V}), flat, label_smoothing, Vocabulary::kPad);
+  auto count = flat.ne(Vocabulary::kPad).sum();
+  if (nll) *nll = rows.nll;
+  if (tokens) *tokens = count;
+  return rows.loss.sum() / count.clamp_min(1).to(rows.loss.scalar_type());
+}
+
+LossResult sequence_loss(const torch::Tensor& logits, const torch::Tensor& targets, double label_smoothing) {
   LossResult r;
-  r.tokens = flat.ne(Vocabulary::kPad).sum().item<int64_t>();
-  r.sum_nll = rows.nll.sum().item<double>();
-  r.loss = rows.loss.sum() / std::max<int64_t>(r.tokens, 1);
+  torch::Tensor nll, tokens;
+  r.loss = mean_token_loss(logits, targets, label_smoothing, &nll, &tokens);
+  r.tokens = tokens.item<int64_t>();
+  r.sum_nll = nll.sum().item<double>();
   return r;
 }
 

@@ -37,5 +37,10 @@ struct LossResult {
 };
 // Cross-entropy over the real target tokens, with optional label smoothing.
 LossResult sequence_loss(const torch::Tensor& logits, const torch::Tensor& targets, double label_smoothing);
+// The same mean as a tensor, computed without reading anything back to the CPU (a CUDA graph records it,
+// cuda_graph_update.h); `nll` and `tokens`, when given, receive the per-row negative log-likelihoods and
+// the count of real target tokens ([], int64), both on the logits' device.
+torch::Tensor mean_token_loss(const torch::Tensor& logits, const torch::Tensor& targets, double label_smoothing,
+                              torch::Tensor* nll = nullptr, torch::Tensor* tokens = nullptr);
 
 }  // namespace s2s
