@@ -8,10 +8,10 @@
 #include <string>
 #include <type_traits>
 
-#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/variable.h>
 
 #include "simd.h"
+#include "worker_threads.h"
 
 namespace s2s {
 namespace {
@@ -206,7 +206,7 @@ double fused_clip_and_adam(torch::optim::Adam& adam, std::vector<Slot> slots, do
   if (clip_norm > 0 && square_sum < 0) {
     // Partial sums per chunk, added in chunk order: the same norm at any thread count.
     std::vector<double> partial(chunks.size(), 0.0);
-    at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
+    parallel_ranges(n_chunks, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
         const auto& ch = chunks[c];
         partial[c] = sum_of_squares(slots[ch.slot].grad.data_ptr<float>() + ch.begin, ch.end - ch.begin);
@@ -221,7 +221,7 @@ double fused_clip_and_adam(torch::optim::Adam& adam, std::vector<Slot> slots, do
     scale = static_cast<float>(std::min(1.0, clip_norm / (norm + 1e-6)));
   }
   prepare_state(adam, slots, scale);
-  at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
+  parallel_ranges(n_chunks, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       const auto& ch = chunks[c];
       auto& s = slots[ch.slot];

@@ -2,23 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <condition_variable>
 #include <exception>
 #include <functional>
-#include <memory>
-#include <mutex>
-#include <thread>
-
-#include <ATen/Parallel.h>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "cuda_graph_update.h"
 #include "distributed.h"
 #include "random.h"
 #include "signals.h"
+#include "worker_threads.h"
 
 namespace s2s {
 namespace {
@@ -31,77 +22,6 @@ struct ShardResult {
   int64_t tokens = 0, padded_cells = 0, real_cells = 0;
   std::exception_ptr error;
 };
-
-// Threads that live as long as the process and run the shards. They are made once: LibTorch sets up
-// every new thread that runs an operation (and rebuilds a thread pool of its own for it), which costs
-// more than a step's shard when done per step. Each thread runs its operations without splitting them
-// further: the cores are taken by the shards side by side.
-class ShardThreads {
- public:
-  explicit ShardThreads(int n) {
-    for (int i = 0; i < n; ++i) threads_.emplace_back([this, i] { loop(i); });
-  }
-  ~ShardThreads() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      quit_ = true;
-    }
-    wake_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  int size() const { return static_cast<int>(threads_.size()); }
-  // task(i) for i in [0, n) on threads 0..n-1 (n <= size()); returns when all have finished.
-  void run(int n, const std::function<void(int)>& task) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    task_ = &task;
-    tasks_ = n;
-    pending_ = n;
-    ++generation_;
-    wake_.notify_all();
-    done_.wait(lock, [&] { return pending_ == 0; });
-    task_ = nullptr;
-  }
-
- private:
-  void loop(int index) {
-    at::get_num_threads();  // LibTorch's per-thread set-up first, or it would undo what follows
-#ifdef _OPENMP
-    omp_set_num_threads(1);  // this thread's OpenMP teams only; the main thread keeps its setting
-#else
-    at::set_num_threads(1);
-#endif
-    uint64_t seen = 0;
-    std::unique_lock<std::mutex> lock(mutex_);
-    for (;;) {
-      wake_.wait(lock, [&] { return quit_ || generation_ != seen; });
-      if (quit_) return;
-      seen = generation_;
-      if (index >= tasks_) continue;
-      const auto* task = task_;
-      lock.unlock();
-      (*task)(index);  // run_shard catches everything
-      lock.lock();
-      if (--pending_ == 0) done_.notify_all();
-    }
-  }
-
-  std::vector<std::thread> threads_;
-  std::mutex mutex_;
-  std::condition_variable wake_, done_;
-  const std::function<void(int)>* task_ = nullptr;
-  int tasks_ = 0, pending_ = 0;
-  uint64_t generation_ = 0;
-  bool quit_ = false;
-};
-
-ShardThreads& shard_threads(int n) {
-  static std::unique_ptr<ShardThreads> pool;
-  if (!pool || pool->size() < n) {
-    pool.reset();
-    pool = std::make_unique<ShardThreads>(n);
-  }
-  return *pool;
-}
 
 // One shard, on one of the shard threads.
 void run_shard(Seq2Seq& model, const std::vector<torch::Tensor>& params, const Batch& batch, const TrainingConfig& t,
@@ -123,45 +43,72 @@ void run_shard(Seq2Seq& model, const std::vector<torch::Tensor>& params, const B
   }
 }
 
-// target = ((target +) parts[0] + parts[1] + ...) / divisor, element by element, in one pass over memory
-// (the parts added in order, so the result does not depend on which shard finished first). The parts are
-// float32 CPU tensors of target's shape; target is contiguous. Returns the sum of the squares of the
-// results, in double, summed per block and the blocks in order (the same at any thread count): while a
-// block is in cache, so that clipping needs no pass over the gradients of its own.
-double combine_float(torch::Tensor& target, bool accumulate, const std::vector<torch::Tensor>& parts, float divisor) {
-  std::vector<const float*> in;
-  for (const auto& g : parts) in.push_back(g.data_ptr<float>());
-  float* const out = target.data_ptr<float>();
-  constexpr int64_t kBlock = 4096;  // 16 KiB per operand: one pass per part over a block that stays in L1/L2
-  const int64_t n = target.numel();
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
+// One parameter's share of the pass that adds up the shards' gradients: out = ((out +) in[0] + in[1] +
+// ...) / divisor, element by element (the parts added in order, so the result does not depend on which
+// shard finished first). The parts are float32 CPU tensors of out's shape; out is contiguous.
+struct Combine {
+  torch::Tensor target;
+  std::vector<torch::Tensor> parts;
+  bool accumulate = false;
+  int64_t first_block = 0;  // its blocks' place among all blocks of the pass
+};
+
+constexpr int64_t kCombineBlock = 4096;  // 16 KiB per operand: one pass per part over a block that stays in L1/L2
+
+int64_t combine_blocks(const Combine& c) { return (c.target.numel() + kCombineBlock - 1) / kCombineBlock; }
+
+// Block `block` of c, divided by `divisor`; returns the sum of the squares of its results, in double:
+// while the block is in cache, so that clipping needs no pass over the gradients of its own.
+double combine_block(const Combine& c, int64_t block, float divisor) {
+  const int64_t n = c.target.numel();
+  const int64_t b = block * kCombineBlock, e = std::min(n, b + kCombineBlock);
+  float* __restrict o = c.target.data_ptr<float>();
+  const float* __restrict first = c.parts[0].data_ptr<float>();
+  if (c.accumulate)
+    for (int64_t j = b; j < e; ++j) o[j] += first[j];
+  else
+    for (int64_t j = b; j < e; ++j) o[j] = first[j];
+  for (size_t k = 1; k < c.parts.size(); ++k) {
+    const float* __restrict part = c.parts[k].data_ptr<float>();
+    for (int64_t j = b; j < e; ++j) o[j] += part[j];
+  }
+  if (divisor != 1.0f)
+    for (int64_t j = b; j < e; ++j) o[j] /= divisor;
+  // 8 partial sums (vectorisable, and shorter chains than one), added pairwise at the end
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = b;
+  for (; j + 8 <= e; j += 8)
+    for (int l = 0; l < 8; ++l) s[l] += static_cast<double>(o[j + l]) * static_cast<double>(o[j + l]);
+  for (; j < e; ++j) s[0] += static_cast<double>(o[j]) * static_cast<double>(o[j]);
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+// All the combines in one pass over memory, their blocks split between the threads (worker_threads.h).
+// Returns the sum of the squares of the results: per parameter the blocks in order, then the parameters
+// in order (the same at any thread count).
+double combine_all(std::vector<Combine>& combines, float divisor) {
+  int64_t blocks = 0;
+  for (auto& c : combines) {
+    c.first_block = blocks;
+    blocks += combine_blocks(c);
+  }
   std::vector<double> squares(static_cast<size_t>(blocks), 0.0);
-  at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
-    for (int64_t block = first; block < last; ++block) {
-      const int64_t b = block * kBlock, e = std::min(n, b + kBlock);
-      float* __restrict o = out;
-      const float* __restrict first = in[0];
-      if (accumulate)
-        for (int64_t j = b; j < e; ++j) o[j] += first[j];
-      else
-        for (int64_t j = b; j < e; ++j) o[j] = first[j];
-      for (size_t k = 1; k < in.size(); ++k) {
-        const float* __restrict part = in[k];
-        for (int64_t j = b; j < e; ++j) o[j] += part[j];
-      }
-      if (divisor != 1.0f)
-        for (int64_t j = b; j < e; ++j) o[j] /= divisor;
-      // 8 partial sums (vectorisable, and shorter chains than one), added pairwise at the end
-      double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      int64_t j = b;
-      for (; j + 8 <= e; j += 8)
-        for (int l = 0; l < 8; ++l) s[l] += static_cast<double>(o[j + l]) * static_cast<double>(o[j + l]);
-      for (; j < e; ++j) s[0] += static_cast<double>(o[j]) * static_cast<double>(o[j]);
-      squares[static_cast<size_t>(block)] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  parallel_ranges(blocks, [&](int64_t begin, int64_t end) {
+    // the combine that holds block `begin`, then onwards
+    size_t c = std::upper_bound(combines.begin(), combines.end(), begin,
+                                [](int64_t b, const Combine& x) { return b < x.first_block; }) -
+               combines.begin() - 1;
+    for (int64_t block = begin; block < end; ++block) {
+      while (block >= combines[c].first_block + combine_blocks(combines[c])) ++c;
+      squares[static_cast<size_t>(block)] = combine_block(combines[c], block - combines[c].first_block, divisor);
     }
   });
   double total = 0;
-  for (double x : squares) total += x;
+  for (const auto& c : combines) {
+    double sum = 0;
+    for (int64_t b = 0; b < combine_blocks(c); ++b) sum += squares[static_cast<size_t>(c.first_block + b)];
+    total += sum;
+  }
   return total;
 }
 
@@ -172,8 +119,8 @@ double combine_float(torch::Tensor& target, bool accumulate, const std::vector<t
 double add_gradients(const std::vector<torch::Tensor>& params, const std::vector<ShardResult>& results,
                      std::vector<char>& accumulate, double divisor) {
   torch::NoGradGuard no_grad;
-  double squares = 0;
-  bool all_summed = true;  // every .grad written went through combine_float
+  bool all_summed = true;  // every .grad written went through combine_all
+  std::vector<Combine> combines;
   for (size_t i = 0; i < params.size(); ++i) {
     std::vector<torch::Tensor> parts;
     for (const auto& r : results)
@@ -185,13 +132,13 @@ double add_gradients(const std::vector<torch::Tensor>& params, const std::vector
     for (const auto& g : parts) fast = fast && g.is_cpu() && g.scalar_type() == torch::kFloat && g.is_contiguous();
     if (fast) {
       for (auto& g : parts) g = g.view_as(p);
+      bool add = accumulate[i] != 0;
       if (!grad.defined() || !grad.is_contiguous() || grad.sizes() != p.sizes() || grad.is_view()) {
-        if (accumulate[i]) parts.insert(parts.begin(), grad.contiguous().view_as(p));
+        if (add) parts.insert(parts.begin(), grad.contiguous().view_as(p));
         grad = torch::empty_like(p, torch::MemoryFormat::Contiguous);
-        squares += combine_float(grad, false, parts, static_cast<float>(divisor));
-      } else {
-        squares += combine_float(grad, accumulate[i] != 0, parts, static_cast<float>(divisor));
+        add = false;
       }
+      if (p.numel() > 0) combines.push_back({grad, std::move(parts), add, 0});
     } else {
       auto sum = accumulate[i] ? grad + parts[0] : parts[0].clone();
       for (size_t k = 1; k < parts.size(); ++k) sum.add_(parts[k]);
@@ -201,6 +148,7 @@ double add_gradients(const std::vector<torch::Tensor>& params, const std::vector
     }
     accumulate[i] = 1;
   }
+  const double squares = combine_all(combines, static_cast<float>(divisor));
   return all_summed ? squares : -1;
 }
 
@@ -284,7 +232,7 @@ Update compute_update(Seq2Seq& model, const std::vector<torch::Tensor>& params, 
     const std::function<void(int)> task = [&](int s) {
       run_shard(model, params, shard_batches[s], t, mix_seed(options.seed, k, static_cast<uint64_t>(s)), results[s]);
     };
-    shard_threads(static_cast<int>(parts.size())).run(static_cast<int>(parts.size()), task);
+    worker_threads(static_cast<int>(parts.size())).run(static_cast<int>(parts.size()), task);
     for (const auto& r : results)
       if (r.error) std::rethrow_exception(r.error);
     int64_t batch_tokens = 0;

@@ -13,6 +13,7 @@
 
 #include "optimizer_step.h"
 #include "simd.h"
+#include "worker_threads.h"
 
 namespace s2s {
 namespace {
@@ -169,6 +170,32 @@ TEST(OptimizerStep, SameBitsAtAnyThreadCount) {
   for (size_t r = 1; r < results.size(); ++r)
     for (size_t i = 0; i < results[0].size(); ++i)
       EXPECT_TRUE(torch::equal(results[r][i], results[0][i])) << "threads run " << r << ", parameter " << i;
+}
+
+// With cpu_parallel "batch" the fused route's passes run on the training step's worker threads
+// (worker_threads.h) instead of LibTorch's: the same bits as without them, with 2 or 3 of them, and
+// still LibTorch's Adam.
+TEST(OptimizerStep, SameBitsOnTheWorkerThreads) {
+  auto run = [] {
+    auto ps = make_params(3);
+    torch::optim::Adam opt(ps, torch::optim::AdamOptions(0.01));
+    for (int k = 0; k < 3; ++k) {
+      auto gs = make_grads(k, 1.0);
+      set_grads(ps, gs);
+      clip_and_step(opt, ps, 0.5);
+    }
+    return ps;
+  };
+  ASSERT_EQ(worker_thread_count(), 0) << "this test wants a process without the pool at first";
+  const auto without = run();
+  for (int threads : {2, 3}) {
+    worker_threads(threads);
+    ASSERT_EQ(worker_thread_count(), threads);
+    const auto with = run();
+    for (size_t i = 0; i < without.size(); ++i)
+      EXPECT_TRUE(torch::equal(with[i], without[i])) << threads << " worker threads, parameter " << i;
+  }
+  compare_with_torch(0.5, 1.0, simd::avx2(), [](int) { return true; });
 }
 
 TEST(OptimizerStep, AutogradSeesTheParametersChange) {

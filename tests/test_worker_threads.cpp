@@ -1,0 +1,97 @@
+// worker_threads.h: parallel_ranges covers [0, n) exactly once in contiguous ranges, on the pool's threads
+// when the pool exists and inline (LibTorch's parallel_for) from inside one of them; run() runs each task
+// index once on a thread of its own.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "worker_threads.h"
+
+namespace s2s {
+namespace {
+
+// The ranges parallel_ranges hands out for n, and the threads that ran them.
+struct Seen {
+  std::mutex mutex;
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  std::set<std::thread::id> threads;
+};
+
+void collect(int64_t n, Seen& seen) {
+  parallel_ranges(n, [&](int64_t begin, int64_t end) {
+    std::lock_guard<std::mutex> lock(seen.mutex);
+    seen.ranges.emplace_back(begin, end);
+    seen.threads.insert(std::this_thread::get_id());
+  });
+}
+
+void expect_each_index_once(int64_t n, const Seen& seen) {
+  std::vector<int> count(static_cast<size_t>(n), 0);
+  for (const auto& [begin, end] : seen.ranges) {
+    ASSERT_LE(0, begin);
+    ASSERT_LT(begin, end) << "an empty range was handed out";
+    ASSERT_LE(end, n);
+    for (int64_t i = begin; i < end; ++i) ++count[static_cast<size_t>(i)];
+  }
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(count[static_cast<size_t>(i)], 1) << "index " << i << " of " << n;
+}
+
+TEST(WorkerThreads, ParallelRangesCoverEachIndexOnce) {
+  // Before the pool exists: LibTorch's parallel_for.
+  ASSERT_EQ(worker_thread_count(), 0);
+  for (int64_t n : {0, 1, 7}) {
+    Seen seen;
+    collect(n, seen);
+    expect_each_index_once(n, seen);
+  }
+  for (int threads : {2, 3}) {
+    worker_threads(threads);
+    ASSERT_EQ(worker_thread_count(), threads);
+    for (int64_t n : {0, 1, 2, 5, 1000}) {
+      Seen seen;
+      collect(n, seen);
+      expect_each_index_once(n, seen);
+      if (n >= threads) {
+        EXPECT_EQ(seen.ranges.size(), static_cast<size_t>(threads)) << "n " << n;
+        EXPECT_EQ(seen.threads.size(), static_cast<size_t>(threads)) << "one range per worker thread";
+        EXPECT_EQ(seen.threads.count(std::this_thread::get_id()), 0u) << "the caller only waits";
+      }
+    }
+  }
+}
+
+TEST(WorkerThreads, RunGivesEachTaskItsOwnThreadAndNestedRangesRunInline) {
+  auto& pool = worker_threads(3);
+  ASSERT_GE(pool.size(), 3);
+  std::mutex mutex;
+  std::set<std::thread::id> threads;
+  std::vector<Seen> nested(3);
+  std::atomic<int> ran{0};
+  pool.run(3, [&](int i) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      threads.insert(std::this_thread::get_id());
+    }
+    ++ran;
+    collect(10, nested[static_cast<size_t>(i)]);  // from a worker: must not wait on its own pool
+  });
+  EXPECT_EQ(ran.load(), 3);
+  EXPECT_EQ(threads.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    expect_each_index_once(10, nested[static_cast<size_t>(i)]);
+    ASSERT_EQ(nested[static_cast<size_t>(i)].threads.size(), 1u) << "task " << i;
+    EXPECT_EQ(nested[static_cast<size_t>(i)].threads.count(std::this_thread::get_id()), 0u);
+  }
+  // Fewer tasks than threads: the rest stay idle, and the pool runs again afterwards.
+  std::atomic<int> second{0};
+  pool.run(1, [&](int i) { second += i + 1; });
+  EXPECT_EQ(second.load(), 1);
+}
+
+}  // namespace
+}  // namespace s2s
