@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
 #include <memory>
+#include <vector>
 
 #include <ATen/Parallel.h>
 
@@ -89,10 +91,17 @@ void parallel_ranges(int64_t n, const std::function<void(int64_t, int64_t)>& f) 
     return;
   }
   const int parts = static_cast<int>(std::min<int64_t>(pool->size(), n));
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(parts));
   pool->run(parts, [&](int i) {
     const int64_t begin = n * i / parts, end = n * (i + 1) / parts;
-    if (begin < end) f(begin, end);
+    try {
+      if (begin < end) f(begin, end);
+    } catch (...) {
+      errors[static_cast<size_t>(i)] = std::current_exception();
+    }
   });
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
 }  // namespace s2s

@@ -51,8 +51,9 @@ WorkerThreads& worker_threads(int n);
 
 // f(begin, end) over [0, n) in contiguous ranges: on the worker threads, one range each, when the pool
 // exists with 2 or more threads and the caller is not one of them; otherwise through at::parallel_for
-// with grain 1 (LibTorch's threads, or inline inside a worker). f must not throw, and must not depend on
-// how [0, n) is split (callers that sum keep a partial result per index and add them in order).
+// with grain 1 (LibTorch's threads, or inline inside a worker). An exception from f reaches the caller
+// (the first range's first) after every range has finished. f must not depend on how [0, n) is split
+// (callers that sum keep a partial result per index and add them in order).
 void parallel_ranges(int64_t n, const std::function<void(int64_t, int64_t)>& f);
 
 // The number of threads of the pool (0 before it is made).

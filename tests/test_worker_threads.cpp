@@ -6,6 +6,7 @@
 #include <atomic>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -91,6 +92,26 @@ TEST(WorkerThreads, RunGivesEachTaskItsOwnThreadAndNestedRangesRunInline) {
   std::atomic<int> second{0};
   pool.run(1, [&](int i) { second += i + 1; });
   EXPECT_EQ(second.load(), 1);
+}
+
+TEST(WorkerThreads, AnErrorInARangeReachesTheCallerAfterAllRangesRan) {
+  worker_threads(2);
+  const int threads = worker_thread_count();
+  ASSERT_GE(threads, 2);
+  std::atomic<int> finished{0};
+  try {
+    parallel_ranges(100, [&](int64_t begin, int64_t) {
+      if (begin == 0) throw std::runtime_error("range 0 failed");
+      ++finished;
+    });
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "range 0 failed");
+  }
+  EXPECT_EQ(finished.load(), threads - 1) << "the other ranges ran to the end";
+  Seen seen;  // and the pool still works
+  collect(50, seen);
+  expect_each_index_once(50, seen);
 }
 
 }  // namespace
