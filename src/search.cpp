@@ -11,11 +11,17 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// Eval mode and no autograd for the lifetime of the guard; the previous mode is restored.
+// Eval mode and no autograd for the lifetime of the guard; the previous mode is restored. A model already
+// in eval mode is not written to, so that searches on several threads can share it (the caller puts it
+// in eval mode first).
 class InferenceGuard {
  public:
-  explicit InferenceGuard(Seq2Seq& model) : model_(model), was_training_(model->is_training()) { model_->eval(); }
-  ~InferenceGuard() { model_->train(was_training_); }
+  explicit InferenceGuard(Seq2Seq& model) : model_(model), was_training_(model->is_training()) {
+    if (was_training_) model_->eval();
+  }
+  ~InferenceGuard() {
+    if (was_training_) model_->train(true);
+  }
 
  private:
   Seq2Seq& model_;

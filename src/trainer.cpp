@@ -29,6 +29,7 @@
 #include "search.h"
 #include "signals.h"
 #include "update.h"
+#include "worker_threads.h"
 
 namespace s2s {
 namespace fs = std::filesystem;
@@ -119,12 +120,28 @@ Validation validate(Seq2Seq& model, const Corpora& data, const TrainingConfig& t
   std::vector<Example> subset(data.valid.begin(), data.valid.begin() + n);
   std::vector<std::string> hyps(n), refs(data.valid_refs.begin(), data.valid_refs.begin() + n);
   SearchOptions greedy;
-  for (const auto& idx : ordered_batches(subset, t.batch_size, true)) {
-    auto batch = make_batch(subset, idx).to(device);
-    auto results = search(model, batch, greedy);
-    for (size_t r = 0; r < idx.size(); ++r)
-      hyps[idx[r]] = results[r].empty() ? "" : data.codec.decode_tgt(results[r][0].tokens);
+  const auto batches = ordered_batches(subset, t.batch_size, true);
+  std::vector<std::vector<std::vector<Hypothesis>>> results(batches.size());
+  {
+    // With the CPU's batch split (worker_threads.h), the batches side by side on the step's threads; the
+    // model in eval mode before, so that the searches only read it.
+    struct EvalMode {
+      Seq2Seq& m;
+      bool was_training = m->is_training();
+      ~EvalMode() { m->train(was_training); }
+    } eval_mode{model};
+    model->eval();
+    auto run_batch = [&](int64_t b) {
+      results[static_cast<size_t>(b)] = search(model, make_batch(subset, batches[static_cast<size_t>(b)]).to(device), greedy);
+    };
+    if (device.is_cpu())
+      parallel_tasks(static_cast<int64_t>(batches.size()), run_batch);
+    else
+      for (size_t b = 0; b < batches.size(); ++b) run_batch(static_cast<int64_t>(b));
   }
+  for (size_t b = 0; b < batches.size(); ++b)
+    for (size_t r = 0; r < batches[b].size(); ++r)
+      hyps[batches[b][r]] = results[b][r].empty() ? "" : data.codec.decode_tgt(results[b][r][0].tokens);
   v.bleu = n > 0 ? corpus_bleu(hyps, refs, BleuOptions{}).score : 0.0;
   return v;
 }

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include "metrics.h"
 #include "runtime.h"
 #include "utf8.h"
+#include "worker_threads.h"
 
 namespace s2s {
 namespace fs = std::filesystem;
@@ -44,7 +46,14 @@ Translator::Translator(LoadedModel model, torch::Device device, TranslatorOption
     : model_(std::move(model)), device_(device), options_(options) {
   model_.model->to(device_);
   model_.model->eval();
+  // On the CPU with 2 or more threads, whole batches side by side on the worker threads, one intra-op
+  // thread each: a search step is many small operations that intra-op threads hardly split.
+  const int threads = at::get_num_threads();
+  parallel_batches_ = options_.batches_in_parallel && device_.is_cpu() && threads >= 2;
+  if (parallel_batches_) worker_threads(threads);
 }
+
+int64_t Translator::batches_at_once() const { return parallel_batches_ ? std::max(1, worker_thread_count()) : 1; }
 
 void replace_unknowns(std::vector<std::string>& output, const std::vector<std::vector<float>>& attention,
                       const std::vector<std::string>& source_tokens) {
@@ -75,15 +84,26 @@ std::vector<Translation> Translator::translate(const std::vector<std::string>& l
   std::vector<size_t> order(sources.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return sources[a].size() < sources[b].size(); });
-  for (size_t start = 0; start < order.size(); start += options_.batch_size) {
-    const size_t end = std::min(order.size(), start + static_cast<size_t>(options_.batch_size));
+  const auto batch_size = static_cast<size_t>(options_.batch_size);
+  const auto batches = (order.size() + batch_size - 1) / batch_size;
+  std::vector<std::vector<std::vector<Hypothesis>>> results(batches);
+  auto run_batch = [&](int64_t b) {
+    const size_t start = static_cast<size_t>(b) * batch_size, end = std::min(order.size(), start + batch_size);
     std::vector<std::vector<int64_t>> chunk;
     for (size_t k = start; k < end; ++k) chunk.push_back(sources[order[k]]);
-    auto batch = make_source_batch(chunk).to(device_);
-    auto results = search(model_.model, batch, options_.search);
+    results[static_cast<size_t>(b)] = search(model_.model, make_source_batch(chunk).to(device_), options_.search);
+  };
+  if (parallel_batches_)
+    parallel_tasks(static_cast<int64_t>(batches), run_batch);  // worker_threads.h
+  else
+    for (size_t b = 0; b < batches; ++b) run_batch(static_cast<int64_t>(b));
+  // Tokens to text here, on this thread (a SentencePiece codec talks to its helper process).
+  for (size_t start = 0; start < order.size(); start += batch_size) {
+    const size_t end = std::min(order.size(), start + batch_size);
+    const auto& batch_results = results[start / batch_size];
     for (size_t k = start; k < end; ++k) {
       auto& t = out[which[order[k]]];
-      for (const auto& h : results[k - start]) {
+      for (const auto& h : batch_results[k - start]) {
         Translation::Output o;
         o.tokens = codec.tgt_vocab.decode(h.tokens);
         o.score = h.score;
@@ -206,7 +226,9 @@ int run_translate(const TranslateCommand& cmd) {
   std::vector<std::string> lines;
   std::vector<bool> bad;
   bool any_bad = false;
-  while (source.next_batch(cmd.translator.batch_size, lines, bad)) {
+  // A file or pipe is read as many batches at a time as the translator runs side by side.
+  const auto lines_at_once = static_cast<size_t>(cmd.translator.batch_size * translator.batches_at_once());
+  while (source.next_batch(lines_at_once, lines, bad)) {
     emit(translator.translate(lines));
     any_bad |= std::find(bad.begin(), bad.end(), true) != bad.end();
   }

@@ -35,6 +35,10 @@ struct TranslatorOptions {
   SearchOptions search;
   int64_t batch_size = 32;
   bool unk_replace = false;  // replace <unk> by the source token with the highest attention weight
+  // CPU, 2 or more threads: batches translated side by side on the worker threads (worker_threads.h),
+  // one intra-op thread each, instead of one after the other with the operations split. The same
+  // translations either way.
+  bool batches_in_parallel = true;
 };
 
 class Translator {
@@ -44,11 +48,14 @@ class Translator {
   std::vector<Translation> translate(const std::vector<std::string>& lines);
   LoadedModel& loaded() { return model_; }
   const torch::Device& device() const { return device_; }
+  // How many batches translate() runs side by side (1, or the worker threads).
+  int64_t batches_at_once() const;
 
  private:
   LoadedModel model_;
   torch::Device device_;
   TranslatorOptions options_;
+  bool parallel_batches_ = false;
 };
 
 struct TranslateCommand {

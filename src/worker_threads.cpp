@@ -104,4 +104,26 @@ void parallel_ranges(int64_t n, const std::function<void(int64_t, int64_t)>& f) 
     if (e) std::rethrow_exception(e);
 }
 
+void parallel_tasks(int64_t n, const std::function<void(int64_t)>& f) {
+  auto* pool = current.load();
+  if (!pool || pool->size() < 2 || on_worker || n < 2) {
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+  const int threads = static_cast<int>(std::min<int64_t>(pool->size(), n));
+  std::atomic<int64_t> next{0};
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
+  pool->run(threads, [&](int) {
+    for (int64_t i = next++; i < n; i = next++) {
+      try {
+        f(i);
+      } catch (...) {
+        errors[static_cast<size_t>(i)] = std::current_exception();
+      }
+    }
+  });
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
 }  // namespace s2s

@@ -56,6 +56,12 @@ WorkerThreads& worker_threads(int n);
 // (callers that sum keep a partial result per index and add them in order).
 void parallel_ranges(int64_t n, const std::function<void(int64_t, int64_t)>& f);
 
+// f(i) for i in [0, n), independent tasks taken in order by the pool's threads as each becomes free (a
+// thread runs several when they are short), under the same conditions as parallel_ranges and n >= 2;
+// otherwise in order on the calling thread. The first failed task's exception (by index) reaches the
+// caller after all tasks have run.
+void parallel_tasks(int64_t n, const std::function<void(int64_t)>& f);
+
 // The number of threads of the pool (0 before it is made).
 int worker_thread_count();
 

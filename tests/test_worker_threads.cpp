@@ -7,6 +7,7 @@
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -112,6 +113,35 @@ TEST(WorkerThreads, AnErrorInARangeReachesTheCallerAfterAllRangesRan) {
   Seen seen;  // and the pool still works
   collect(50, seen);
   expect_each_index_once(50, seen);
+}
+
+TEST(WorkerThreads, ParallelTasksRunEachTaskOnceAndPassTheFirstErrorOn) {
+  worker_threads(2);
+  ASSERT_GE(worker_thread_count(), 2);
+  for (int64_t n : {0, 1, 2, 37}) {
+    std::vector<std::atomic<int>> runs(static_cast<size_t>(n));
+    std::mutex mutex;
+    std::set<std::thread::id> threads;
+    parallel_tasks(n, [&](int64_t i) {
+      ++runs[static_cast<size_t>(i)];
+      std::lock_guard<std::mutex> lock(mutex);
+      threads.insert(std::this_thread::get_id());
+    });
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(runs[static_cast<size_t>(i)].load(), 1) << "task " << i << " of " << n;
+    if (n == 1) EXPECT_EQ(threads.count(std::this_thread::get_id()), 1u) << "one task: on the caller";
+    if (n >= 2) EXPECT_EQ(threads.count(std::this_thread::get_id()), 0u) << "several: on the workers";
+  }
+  std::atomic<int> ran{0};
+  try {
+    parallel_tasks(10, [&](int64_t i) {
+      ++ran;
+      if (i == 7 || i == 3) throw std::runtime_error("task " + std::to_string(i));
+    });
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "task 3") << "the first failed task by index";
+  }
+  EXPECT_EQ(ran.load(), 10) << "the other tasks still ran";
 }
 
 }  // namespace
