@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <regex>
 #include <sstream>
@@ -95,50 +96,56 @@ struct Validation {
   double loss = 0, ppl = 0, bleu = 0;
 };
 
+// f(b) for each of n batches: with the CPU's batch split (worker_threads.h) side by side on the training
+// step's threads, otherwise one after the other.
+void for_each_batch(const torch::Device& device, size_t n, const std::function<void(int64_t)>& f) {
+  if (device.is_cpu())
+    parallel_tasks(static_cast<int64_t>(n), f);
+  else
+    for (size_t b = 0; b < n; ++b) f(static_cast<int64_t>(b));
+}
+
 Validation validate(Seq2Seq& model, const Corpora& data, const TrainingConfig& t, const torch::Device& device) {
+  // Eval mode before the batches start, so that the threads only read the model; restored at the end.
+  struct EvalMode {
+    Seq2Seq& m;
+    bool was_training = m->is_training();
+    ~EvalMode() { m->train(was_training); }
+  } eval_mode{model};
+  model->eval();
+
+  // Loss per target token; the batches' sums added in batch order.
   Validation v;
-  double nll = 0;
-  int64_t tokens = 0;
-  {
-    torch::NoGradGuard no_grad;
-    const bool was_training = model->is_training();
-    model->eval();
-    for (const auto& idx : ordered_batches(data.valid, t.batch_size, true)) {
-      auto batch = make_batch(data.valid, idx).to(device);
-      auto out = model->forward(batch);
-      auto r = sequence_loss(out.logits, batch.tgt_out, 0.0);
-      nll += r.sum_nll;
-      tokens += r.tokens;
-    }
-    model->train(was_training);
+  const auto loss_batches = ordered_batches(data.valid, t.batch_size, true);
+  std::vector<double> nll(loss_batches.size(), 0.0);
+  std::vector<int64_t> tokens(loss_batches.size(), 0);
+  for_each_batch(device, loss_batches.size(), [&](int64_t b) {
+    torch::NoGradGuard no_grad;  // per thread
+    const auto batch = make_batch(data.valid, loss_batches[static_cast<size_t>(b)]).to(device);
+    const auto r = sequence_loss(model->forward(batch).logits, batch.tgt_out, 0.0);
+    nll[static_cast<size_t>(b)] = r.sum_nll;
+    tokens[static_cast<size_t>(b)] = r.tokens;
+  });
+  double nll_sum = 0;
+  int64_t token_sum = 0;
+  for (size_t b = 0; b < loss_batches.size(); ++b) {
+    nll_sum += nll[b];
+    token_sum += tokens[b];
   }
-  v.loss = nll / std::max<int64_t>(tokens, 1);
+  v.loss = nll_sum / static_cast<double>(std::max<int64_t>(token_sum, 1));
   v.ppl = std::exp(v.loss);
+
   // BLEU of greedy translations of (the first valid_bleu_sentences of) the validation set.
   const auto n = t.valid_bleu_sentences > 0 ? std::min<size_t>(t.valid_bleu_sentences, data.valid.size())
                                             : data.valid.size();
   std::vector<Example> subset(data.valid.begin(), data.valid.begin() + n);
   std::vector<std::string> hyps(n), refs(data.valid_refs.begin(), data.valid_refs.begin() + n);
-  SearchOptions greedy;
+  const SearchOptions greedy;
   const auto batches = ordered_batches(subset, t.batch_size, true);
   std::vector<std::vector<std::vector<Hypothesis>>> results(batches.size());
-  {
-    // With the CPU's batch split (worker_threads.h), the batches side by side on the step's threads; the
-    // model in eval mode before, so that the searches only read it.
-    struct EvalMode {
-      Seq2Seq& m;
-      bool was_training = m->is_training();
-      ~EvalMode() { m->train(was_training); }
-    } eval_mode{model};
-    model->eval();
-    auto run_batch = [&](int64_t b) {
-      results[static_cast<size_t>(b)] = search(model, make_batch(subset, batches[static_cast<size_t>(b)]).to(device), greedy);
-    };
-    if (device.is_cpu())
-      parallel_tasks(static_cast<int64_t>(batches.size()), run_batch);
-    else
-      for (size_t b = 0; b < batches.size(); ++b) run_batch(static_cast<int64_t>(b));
-  }
+  for_each_batch(device, batches.size(), [&](int64_t b) {
+    results[static_cast<size_t>(b)] = search(model, make_batch(subset, batches[static_cast<size_t>(b)]).to(device), greedy);
+  });
   for (size_t b = 0; b < batches.size(); ++b)
     for (size_t r = 0; r < batches[b].size(); ++r)
       hyps[batches[b][r]] = results[b][r].empty() ? "" : data.codec.decode_tgt(results[b][r][0].tokens);
