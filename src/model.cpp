@@ -2,6 +2,7 @@
 
 #include "row_parallel.h"
 #include "vocabulary.h"
+#include "worker_threads.h"
 
 namespace s2s {
 namespace {
@@ -68,6 +69,24 @@ LossResult sequence_loss(const torch::Tensor& logits, const torch::Tensor& targe
   r.tokens = tokens.item<int64_t>();
   r.sum_nll = nll.sum().item<double>();
   return r;
+}
+
+CorpusLoss corpus_loss(Seq2Seq& model, const std::vector<Example>& examples, int64_t batch_size,
+                       const torch::Device& device) {
+  const auto batches = ordered_batches(examples, batch_size, true);
+  std::vector<LossResult> parts(batches.size());
+  auto run_batch = [&](int64_t b) {
+    torch::NoGradGuard no_grad;  // per thread
+    const auto batch = make_batch(examples, batches[static_cast<size_t>(b)]).to(device);
+    parts[static_cast<size_t>(b)] = sequence_loss(model->forward(batch).logits, batch.tgt_out, 0.0);
+  };
+  parallel_tasks(device, static_cast<int64_t>(batches.size()), run_batch);
+  CorpusLoss total;
+  for (const auto& part : parts) {
+    total.sum_nll += part.sum_nll;
+    total.tokens += part.tokens;
+  }
+  return total;
 }
 
 }  // namespace s2s

@@ -43,4 +43,16 @@ LossResult sequence_loss(const torch::Tensor& logits, const torch::Tensor& targe
 torch::Tensor mean_token_loss(const torch::Tensor& logits, const torch::Tensor& targets, double label_smoothing,
                               torch::Tensor* nll = nullptr, torch::Tensor* tokens = nullptr);
 
+// The references' summed negative log-likelihood (no smoothing) and their target tokens over a corpus:
+// teacher forcing, no autograd, batches of `batch_size` sentences sorted by length. On the CPU the
+// batches run side by side on the worker threads where they exist (worker_threads.h); their sums are
+// added in batch order, so the result does not depend on that. The model is expected in eval mode (and
+// is only read).
+struct CorpusLoss {
+  double sum_nll = 0;
+  int64_t tokens = 0;
+};
+CorpusLoss corpus_loss(Seq2Seq& model, const std::vector<Example>& examples, int64_t batch_size,
+                       const torch::Device& device);
+
 }  // namespace s2s

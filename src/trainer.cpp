@@ -5,7 +5,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <iomanip>
 #include <regex>
 #include <sstream>
@@ -96,15 +95,6 @@ struct Validation {
   double loss = 0, ppl = 0, bleu = 0;
 };
 
-// f(b) for each of n batches: with the CPU's batch split (worker_threads.h) side by side on the training
-// step's threads, otherwise one after the other.
-void for_each_batch(const torch::Device& device, size_t n, const std::function<void(int64_t)>& f) {
-  if (device.is_cpu())
-    parallel_tasks(static_cast<int64_t>(n), f);
-  else
-    for (size_t b = 0; b < n; ++b) f(static_cast<int64_t>(b));
-}
-
 Validation validate(Seq2Seq& model, const Corpora& data, const TrainingConfig& t, const torch::Device& device) {
   // Eval mode before the batches start, so that the threads only read the model; restored at the end.
   struct EvalMode {
@@ -114,25 +104,10 @@ Validation validate(Seq2Seq& model, const Corpora& data, const TrainingConfig& t
   } eval_mode{model};
   model->eval();
 
-  // Loss per target token; the batches' sums added in batch order.
+  // Loss per target token.
   Validation v;
-  const auto loss_batches = ordered_batches(data.valid, t.batch_size, true);
-  std::vector<double> nll(loss_batches.size(), 0.0);
-  std::vector<int64_t> tokens(loss_batches.size(), 0);
-  for_each_batch(device, loss_batches.size(), [&](int64_t b) {
-    torch::NoGradGuard no_grad;  // per thread
-    const auto batch = make_batch(data.valid, loss_batches[static_cast<size_t>(b)]).to(device);
-    const auto r = sequence_loss(model->forward(batch).logits, batch.tgt_out, 0.0);
-    nll[static_cast<size_t>(b)] = r.sum_nll;
-    tokens[static_cast<size_t>(b)] = r.tokens;
-  });
-  double nll_sum = 0;
-  int64_t token_sum = 0;
-  for (size_t b = 0; b < loss_batches.size(); ++b) {
-    nll_sum += nll[b];
-    token_sum += tokens[b];
-  }
-  v.loss = nll_sum / static_cast<double>(std::max<int64_t>(token_sum, 1));
+  const auto loss = corpus_loss(model, data.valid, t.batch_size, device);
+  v.loss = loss.sum_nll / static_cast<double>(std::max<int64_t>(loss.tokens, 1));
   v.ppl = std::exp(v.loss);
 
   // BLEU of greedy translations of (the first valid_bleu_sentences of) the validation set.
@@ -143,7 +118,8 @@ Validation validate(Seq2Seq& model, const Corpora& data, const TrainingConfig& t
   const SearchOptions greedy;
   const auto batches = ordered_batches(subset, t.batch_size, true);
   std::vector<std::vector<std::vector<Hypothesis>>> results(batches.size());
-  for_each_batch(device, batches.size(), [&](int64_t b) {
+  // With the CPU's batch split, side by side on the training step's threads (worker_threads.h).
+  parallel_tasks(device, static_cast<int64_t>(batches.size()), [&](int64_t b) {
     results[static_cast<size_t>(b)] = search(model, make_batch(subset, batches[static_cast<size_t>(b)]).to(device), greedy);
   });
   for (size_t b = 0; b < batches.size(); ++b)

@@ -252,19 +252,8 @@ int run_evaluate(const EvaluateCommand& cmd) {
   // Perplexity of the references under the model (teacher forcing).
   auto& loaded = translator.loaded();
   auto examples = encode_corpus(text, loaded.codec, loaded.config.data, /*filter=*/false, nullptr);
-  double nll = 0;
-  int64_t tokens = 0;
-  {
-    torch::NoGradGuard no_grad;
-    for (const auto& idx : ordered_batches(examples, cmd.translator.batch_size, true)) {
-      auto batch = make_batch(examples, idx).to(device);
-      auto out = loaded.model->forward(batch);
-      auto r = sequence_loss(out.logits, batch.tgt_out, 0.0);
-      nll += r.sum_nll;
-      tokens += r.tokens;
-    }
-  }
-  const double ppl = std::exp(nll / std::max<int64_t>(tokens, 1));
+  const auto loss = corpus_loss(loaded.model, examples, cmd.translator.batch_size, device);
+  const double ppl = std::exp(loss.sum_nll / static_cast<double>(std::max<int64_t>(loss.tokens, 1)));
 
   // BLEU by source length (tokens of the source as tokenised), Bahdanau et al.'s Figure 2.
   nlohmann::json buckets = nlohmann::json::array();

@@ -126,4 +126,9 @@ void parallel_tasks(int64_t n, const std::function<void(int64_t)>& f) {
     if (e) std::rethrow_exception(e);
 }
 
+void parallel_tasks(const c10::Device& device, int64_t n, const std::function<void(int64_t)>& f) {
+  if (device.is_cpu()) return parallel_tasks(n, f);
+  for (int64_t i = 0; i < n; ++i) f(i);
+}
+
 }  // namespace s2s

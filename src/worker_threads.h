@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include <c10/core/Device.h>
+
 namespace s2s {
 
 // Threads that live as long as the process. They are made once: LibTorch sets up every new thread that
@@ -61,6 +63,9 @@ void parallel_ranges(int64_t n, const std::function<void(int64_t, int64_t)>& f);
 // otherwise in order on the calling thread. The first failed task's exception (by index) reaches the
 // caller after all tasks have run.
 void parallel_tasks(int64_t n, const std::function<void(int64_t)>& f);
+// The same for work on `device`: parallel_tasks on the CPU; elsewhere (a GPU, one stream) in order on the
+// calling thread.
+void parallel_tasks(const c10::Device& device, int64_t n, const std::function<void(int64_t)>& f);
 
 // The number of threads of the pool (0 before it is made).
 int worker_thread_count();

@@ -29,9 +29,11 @@
 #include "data.h"
 #include "error.h"
 #include "model.h"
+#include "random_examples.h"
 #include "search.h"
 #include "tokenizer.h"
 #include "vocabulary.h"
+#include "worker_threads.h"
 
 namespace s2s {
 namespace {
@@ -933,6 +935,37 @@ TEST(ModelCheckpoint, DamagedFilesGiveAnErrorNamingThePath) {
   }
   expect_error_naming(random, "random bytes");
   expect_error_naming((dir.path() / "missing.pt").string(), "missing file");
+}
+
+// corpus_loss (validation loss, `s2s evaluate`'s perplexity): the sum of sequence_loss over the sorted
+// batches, computed here one batch after the other with two intra-op threads; the same bits when the
+// batches run side by side on the worker threads.
+TEST(CorpusLoss, SumsTheBatchesLossesOnTheWorkerThreadsToo) {
+  const int before = torch::get_num_threads();
+  torch::set_num_threads(2);
+  auto c = make_config("gru", "bahdanau", 16, 24, 12);
+  c.bidirectional = true;
+  torch::manual_seed(5);
+  Seq2Seq model(c, 30, 40);
+  model->eval();
+  const auto examples = s2s::testing::random_examples(37, 9, 30, 40, 9);
+  double expected_nll = 0;
+  int64_t expected_tokens = 0;
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& idx : ordered_batches(examples, 5, true)) {
+      const auto batch = make_batch(examples, idx);
+      const auto r = sequence_loss(model->forward(batch).logits, batch.tgt_out, 0.0);
+      expected_nll += r.sum_nll;
+      expected_tokens += r.tokens;
+    }
+  }
+  ASSERT_GT(expected_tokens, 37);
+  worker_threads(2);
+  const auto got = corpus_loss(model, examples, 5, torch::kCPU);
+  EXPECT_EQ(got.tokens, expected_tokens);
+  EXPECT_EQ(got.sum_nll, expected_nll);
+  torch::set_num_threads(before);
 }
 
 }  // namespace
