@@ -18,6 +18,13 @@ namespace {
 thread_local bool on_worker = false;
 std::atomic<WorkerThreads*> current{nullptr};
 
+// The pool when work can be shared on it: it exists with 2 or more threads and the caller is not one
+// of them; nullptr otherwise.
+WorkerThreads* sharing_pool() {
+  auto* pool = current.load();
+  return pool && pool->size() >= 2 && !on_worker ? pool : nullptr;
+}
+
 }  // namespace
 
 WorkerThreads::WorkerThreads(int n) {
@@ -85,8 +92,8 @@ int worker_thread_count() {
 
 void parallel_ranges(int64_t n, const std::function<void(int64_t, int64_t)>& f) {
   if (n <= 0) return;
-  auto* pool = current.load();
-  if (!pool || pool->size() < 2 || on_worker || n == 1) {
+  auto* pool = sharing_pool();
+  if (!pool || n == 1) {
     at::parallel_for(0, n, 1, f);
     return;
   }
@@ -105,8 +112,8 @@ void parallel_ranges(int64_t n, const std::function<void(int64_t, int64_t)>& f) 
 }
 
 void parallel_tasks(int64_t n, const std::function<void(int64_t)>& f) {
-  auto* pool = current.load();
-  if (!pool || pool->size() < 2 || on_worker || n < 2) {
+  auto* pool = sharing_pool();
+  if (!pool || n < 2) {
     for (int64_t i = 0; i < n; ++i) f(i);
     return;
   }
