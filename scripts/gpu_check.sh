@@ -11,8 +11,9 @@
 # time per step at batch 64, 256 and 1024. Results go to OUT (default /tmp/gpu-check): bench JSON and logs.
 # FULL_TESTS=1 also runs the whole suite there (a few minutes on 16 cores; the multi-process tests need
 # Gloo, which that machine's LibTorch headers lack, and are left out). Then, for each training config, the
-# step with and without CUDA graphs (training.cuda_graphs) side by side. BENCH=graphs skips the full
-# benchmark runs and the batch sweep and keeps that comparison only.
+# step with and without CUDA graphs (training.cuda_graphs) side by side, and at hidden 512 with graphs the
+# attention step fused and as autograd's expressions (bench --attention-step). BENCH=graphs skips the full
+# benchmark runs and the batch sweep and keeps those comparisons only.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s)
@@ -62,6 +63,16 @@ print('%-13s h%-4d b%-4d graphs %-5s %7.2f ms/step %9.0f tgt tok/s padding %4.1f
     done
   done
 done | tee "$OUT/graphs-table.log"
+log "attention step with graphs, hidden 512, batch 256: fused (the default) and autograd's expressions, side by side"
+for v in rnn+bahdanau rnn+qkv; do
+  for a in expressions fused; do
+    timeout 90 $S2S bench --part train --device cuda --variant $v --set model.hidden_size=512 --batch-size 256 \
+      --set training.cuda_graphs=true --attention-step $a -o "$OUT/attention-$v-$a.json" 2>>"$OUT/graphs.log"
+    python3 -c "import json,sys; j=json.load(open(sys.argv[1]));
+print('%-13s attention %-11s %7.2f ms/step %9.0f tgt tok/s last loss %.6f' % (j['variant'], j['attention_step'], j['ms_per_step'], j['tgt_tokens_per_sec'], j['last_loss']))" \
+      "$OUT/attention-$v-$a.json" || tail -5 "$OUT/graphs.log"
+  done
+done | tee "$OUT/attention-table.log"
 [ "${BENCH:-full}" = graphs ] && { log "done: $OUT"; exit 0; }
 log "bench: embedding 256, hidden 256, batch 64"
 $S2S bench --device cuda --checkpoint "$CHECKPOINT" -o "$OUT/bench-h256-b64.json" 2>"$OUT/bench-h256-b64.log"

@@ -18,8 +18,8 @@ struct AttentionMemory {
   torch::Tensor keys;    // [batch, src_len, attn]: W_h h_i (bahdanau) or K (qkv)
   torch::Tensor values;  // [batch, src_len, context]: h_i (bahdanau) or V (qkv)
   torch::Tensor mask;    // [batch, src_len] bool, true on real tokens
-  // Training with the fused CPU step (attention_kernels.h): each step's backward adds its dL/dkeys and
-  // dL/dvalues here, and the whole sentence's total goes back to the encoder once. Undefined otherwise.
+  // Training with the fused step: each step's backward adds its dL/dkeys and dL/dvalues here, and the
+  // whole sentence's total goes back to the encoder once. Undefined otherwise.
   torch::Tensor grad_keys, grad_values;
   AttentionMemory index_select(const torch::Tensor& rows) const;  // for search: without the totals
 };
@@ -40,10 +40,17 @@ class AttentionImpl : public torch::nn::Module {
   virtual int64_t context_size() const = 0;
 };
 
-// The fused CPU step (attention_kernels.h) computes what the tensor expressions compute, in fewer passes
-// over memory. It is used for float32 CPU tensors unless switched off here (the tests compare the two).
+// The fused step computes what the tensor expressions below compute, as one autograd function per step
+// whose backward adds the keys' and values' gradients into the sentence's totals (AttentionMemory). For
+// float32 CPU tensors it runs the hand-written kernels (attention_kernels.h): fewer passes over memory.
+// Elsewhere (a GPU) it runs a few LibTorch operations: about 6 forward and 9 backward per step where the
+// expressions, differentiated by autograd, launch about 10 and 15 (on a GPU a step is bound by how many
+// kernels it launches). Used unless switched off here (the tests compare the routes).
 void set_fused_attention(bool enabled);
 bool fused_attention_enabled();
+// The CPU kernels inside the fused step (default), or its LibTorch operations on the CPU too: for the
+// tests, which check a GPU's route on the CPU this way.
+void set_attention_kernels(bool enabled);
 
 class BahdanauAttentionImpl : public AttentionImpl {
  public:

@@ -21,6 +21,7 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/version.h>
 
+#include "attention.h"
 #include "checkpoint.h"
 #include "cuda_graph_update.h"
 #include "data.h"
@@ -290,6 +291,7 @@ nlohmann::json run_train(const BenchOptions& o) {
     overrides.push_back(kv);
   Config config = load_config(o.config, overrides);
   if (!o.cpu_parallel.empty()) config.training.cpu_parallel = o.cpu_parallel;
+  set_fused_attention(o.attention_step == "fused");
   const auto& d = config.data;
   const auto& t = config.training;
   require_file(d.train_src, "data.train_src");
@@ -392,6 +394,7 @@ nlohmann::json run_train(const BenchOptions& o) {
           {"device", device.str()},
           {"threads", threads_json()},
           {"cpu_parallel", t.cpu_parallel},
+          {"attention_step", o.attention_step},
           {"shards", update_options.shards},
           {"embedding", config.model.embedding_size},
           {"hidden", config.model.hidden_size},
@@ -432,6 +435,7 @@ uint64_t fnv1a(const std::vector<std::string>& lines) {
 
 nlohmann::json run_translate_part(const BenchOptions& o) {
   configure_threads(o.threads, "bench");
+  set_fused_attention(o.attention_step == "fused");
   const auto device = resolve_device(o.device);
   const Config config = load_config(o.config, o.sets);
   const auto& d = config.data;
@@ -465,6 +469,7 @@ nlohmann::json run_translate_part(const BenchOptions& o) {
                      {"sentences", text.src.size()},
                      {"batch", o.batch_size},
                      {"device", device.str()},
+                     {"attention_step", o.attention_step},
                      {"threads", threads_json()}};
   for (int64_t beam : {int64_t{1}, int64_t{5}}) {
     TranslatorOptions to;
@@ -546,7 +551,7 @@ nlohmann::json run_child(const BenchOptions& o, const std::string& part, const L
       << " --checkpoint " << quote(o.checkpoint) << " --threads " << layout.libtorch << " --batch-size " << o.batch_size
       << " --warmup-steps " << o.warmup_steps << " --interval-steps " << o.interval_steps << " --intervals "
       << o.intervals << " --translate-repeats " << o.translate_repeats << " --device " << quote(o.device)
-      << " --output " << quote(file.string());
+      << " --attention-step " << o.attention_step << " --output " << quote(file.string());
   for (const auto& kv : o.sets) cmd << " --set " << quote(kv);
   if (!variant.empty()) cmd << " --variant " << quote(variant);
   if (!layout.cpu_parallel.empty()) cmd << " --cpu-parallel " << layout.cpu_parallel;

@@ -39,6 +39,9 @@ struct BenchOptions {
   std::string variant;            // train part: the one variant to measure
   std::string cpu_parallel;       // train part: training.cpu_parallel ("batch" | "ops"); empty = the config's
   std::string profile;            // train part: write a Chrome trace of the timed steps (the calling thread's ops)
+  // How the attention step is computed: "fused" (the default: attention.h) or "expressions" (LibTorch's
+  // tensor expressions, differentiated by autograd), to compare the two on one build.
+  std::string attention_step = "fused";
   std::string device = "cpu";     // cpu | cuda | cuda:N | auto: where the ceiling, training and translation run
   std::vector<std::string> sets;  // config overrides KEY=VALUE for every part (e.g. model.hidden_size=512)
 };

@@ -124,6 +124,10 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--profile", bench.profile,
                         "train part: write a Chrome trace (chrome://tracing) of the timed steps' LibTorch operations "
                         "on the main thread; profiled rates are slower");
+  bench_cmd->add_option("--attention-step", bench.attention_step,
+                        "train and translate parts: fused (one step function; on a GPU a few LibTorch operations) or "
+                        "expressions (autograd through LibTorch's tensor expressions), to compare them")
+      ->capture_default_str()->check(CLI::IsMember({"fused", "expressions"}));
   bench_cmd->add_option("--device", bench.device, "cpu, cuda, cuda:N or auto: where every part runs")->capture_default_str();
   bench_cmd->add_option("--set", bench.sets, "config override KEY=VALUE for every part (repeatable), e.g. model.hidden_size=512");
   bench_cmd->add_option("--threads", bench.threads, "one part: LibTorch threads; 0 = all cores")->capture_default_str();

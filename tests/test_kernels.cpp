@@ -21,16 +21,19 @@
 namespace s2s {
 namespace {
 
-// Sets the kernel path and the attention switch for one scope, restoring the defaults after.
+// Sets the kernel path and the attention switches for one scope, restoring the defaults after.
+// kernels false: the fused step by LibTorch's operations (a GPU's route) instead of the CPU kernels.
 class KernelPath {
  public:
-  KernelPath(bool avx2, bool fused) {
+  KernelPath(bool avx2, bool fused, bool kernels = true) {
     simd::allow_avx2(avx2);
     set_fused_attention(fused);
+    set_attention_kernels(kernels);
   }
   ~KernelPath() {
     simd::allow_avx2(true);
     set_fused_attention(true);
+    set_attention_kernels(true);
   }
 };
 
@@ -114,6 +117,50 @@ TEST(FusedAttention, SameValuesAndGradientsAsTheTensorExpressions) {
           for (size_t i = 0; i < names.size(); ++i)
             expect_close(fused.grads[i], reference.grads[i], 2e-5, "dL/d" + names[i]);
         }
+      }
+    }
+  }
+}
+
+// The fused step by LibTorch's operations, the route on a GPU (and for types other than float32), run
+// here on the CPU: the values and every gradient of the expressions differentiated by autograd, in
+// float32 (kernels switched off) and float64 (where the kernels never apply).
+TEST(FusedAttention, LibTorchRouteGivesTheExpressionsValuesAndGradients) {
+  const int64_t vocab = 17;
+  const auto batch = test_batch(vocab);
+  for (const auto dtype : {torch::kFloat, torch::kDouble}) {
+    const double tol = dtype == torch::kDouble ? 1e-12 : 2e-5;
+    for (const std::string attention : {"bahdanau", "qkv"}) {
+      for (const std::string cell : {"rnn", "lstm"}) {
+        auto cfg = config_for(cell, attention, 7, 13);
+        cfg.qkv_scaled = cell == "rnn";
+        torch::manual_seed(8);
+        Seq2Seq model(cfg, vocab, vocab);
+        model->to(dtype);
+        SCOPED_TRACE(cell + "+" + attention + (dtype == torch::kDouble ? " float64" : " float32"));
+        ForwardBackward reference, route;
+        {
+          KernelPath path(true, /*fused=*/false);
+          reference = run(model, batch);
+        }
+        {
+          KernelPath path(true, /*fused=*/true, /*kernels=*/false);
+          route = run(model, batch);
+        }
+        expect_close(route.logits, reference.logits, tol, "logits");
+        expect_close(route.weights, reference.weights, tol, "attention weights");
+        EXPECT_TRUE(route.weights.masked_select(reference.weights.eq(0)).eq(0).all().item<bool>())
+            << "padding must get weight exactly 0";
+        const auto names = model->named_parameters().keys();
+        for (size_t i = 0; i < names.size(); ++i)
+          expect_close(route.grads[i], reference.grads[i], tol, "dL/d" + names[i]);
+        // search, without gradient
+        torch::NoGradGuard no_grad;
+        model->eval();
+        KernelPath path(true, /*fused=*/true, /*kernels=*/false);
+        const auto searched = model->forward(batch).weights;
+        set_fused_attention(false);
+        expect_close(searched, model->forward(batch).weights, tol, "weights without gradient");
       }
     }
   }
