@@ -67,9 +67,9 @@ log "attention step with graphs, hidden 512, batch 256: fused (the default) and 
 for v in rnn+bahdanau rnn+qkv; do
   for a in expressions fused; do
     timeout 90 $S2S bench --part train --device cuda --variant $v --set model.hidden_size=512 --batch-size 256 \
-      --set training.cuda_graphs=true --attention-step $a -o "$OUT/attention-$v-$a.json" 2>>"$OUT/graphs.log"
+      --set training.cuda_graphs=true --attention-step $a --count-ops -o "$OUT/attention-$v-$a.json" 2>>"$OUT/graphs.log"
     python3 -c "import json,sys; j=json.load(open(sys.argv[1]));
-print('%-13s attention %-11s %7.2f ms/step %9.0f tgt tok/s last loss %.6f' % (j['variant'], j['attention_step'], j['ms_per_step'], j['tgt_tokens_per_sec'], j['last_loss']))" \
+print('%-13s attention %-11s %7.2f ms/step %9.0f tgt tok/s last loss %.6f, %d operations per eager step' % (j['variant'], j['attention_step'], j['ms_per_step'], j['tgt_tokens_per_sec'], j['last_loss'], j['ops_per_step']['total']))" \
       "$OUT/attention-$v-$a.json" || tail -5 "$OUT/graphs.log"
   done
 done | tee "$OUT/attention-table.log"

@@ -28,7 +28,9 @@
 #include "error.h"
 #include "metrics.h"
 #include "model.h"
+#include "op_count.h"
 #include "optimizer_step.h"
+#include "packed_gemm.h"
 #include "rnn_cell.h"
 #include "runtime.h"
 #include "translator.h"
@@ -283,6 +285,13 @@ std::pair<std::string, std::string> split_variant(const std::string& v) {
   return {v.substr(0, plus), v.substr(plus + 1)};
 }
 
+// --attention-step and --cpu-kernels, for this process.
+void apply_route_switches(const BenchOptions& o) {
+  set_fused_attention(o.attention_step == "fused");
+  set_attention_kernels(o.cpu_kernels == "on");
+  PackedMatrix::allow(o.cpu_kernels == "on");
+}
+
 nlohmann::json run_train(const BenchOptions& o) {
   const auto [cell, attention] = split_variant(o.variant.empty() ? o.variants.at(0) : o.variant);
   auto overrides = o.sets;
@@ -291,7 +300,7 @@ nlohmann::json run_train(const BenchOptions& o) {
     overrides.push_back(kv);
   Config config = load_config(o.config, overrides);
   if (!o.cpu_parallel.empty()) config.training.cpu_parallel = o.cpu_parallel;
-  set_fused_attention(o.attention_step == "fused");
+  apply_route_switches(o);
   const auto& d = config.data;
   const auto& t = config.training;
   require_file(d.train_src, "data.train_src");
@@ -384,6 +393,23 @@ nlohmann::json run_train(const BenchOptions& o) {
     }
   }
   profile.reset();  // writes the trace
+  // --count-ops: the operations of one more step on the first timed batch, run eagerly (a recorded step
+  // replays as one launch), on every shard's thread; the update is not applied.
+  nlohmann::json ops;
+  if (o.count_ops) {
+    auto eager = update_options;
+    eager.graphs = nullptr;
+    const auto& indices = batches[o.warmup_steps];
+    OpCount count;
+    compute_update(model, params, examples, {indices}, t, device, eager, nullptr);
+    sync(device);
+    const auto b = make_batch(examples, indices);
+    ops = {{"total", count.total()},
+           {"by_name", count.by_name()},
+           {"batch", {{"sentences", b.src.size(0)}, {"src_len", b.src.size(1)}, {"tgt_len", b.tgt_in.size(1)}}}};
+    spdlog::info("[bench] one training step of {}+{} ({} sentences, {} + {} tokens): {} LibTorch operations", cell,
+                 attention, b.src.size(0), b.src.size(1), b.tgt_in.size(1), count.total());
+  }
   // FLOPs per target token of the timed batches (padding included: it is computed).
   double all_flops = 0, all_tokens = 0;
   for (int64_t step = o.warmup_steps; step < total; ++step) {
@@ -395,6 +421,8 @@ nlohmann::json run_train(const BenchOptions& o) {
           {"threads", threads_json()},
           {"cpu_parallel", t.cpu_parallel},
           {"attention_step", o.attention_step},
+          {"cpu_kernels", o.cpu_kernels},
+          {"ops_per_step", ops},
           {"shards", update_options.shards},
           {"embedding", config.model.embedding_size},
           {"hidden", config.model.hidden_size},
@@ -435,7 +463,7 @@ uint64_t fnv1a(const std::vector<std::string>& lines) {
 
 nlohmann::json run_translate_part(const BenchOptions& o) {
   configure_threads(o.threads, "bench");
-  set_fused_attention(o.attention_step == "fused");
+  apply_route_switches(o);
   const auto device = resolve_device(o.device);
   const Config config = load_config(o.config, o.sets);
   const auto& d = config.data;
@@ -470,6 +498,7 @@ nlohmann::json run_translate_part(const BenchOptions& o) {
                      {"batch", o.batch_size},
                      {"device", device.str()},
                      {"attention_step", o.attention_step},
+                     {"cpu_kernels", o.cpu_kernels},
                      {"threads", threads_json()}};
   for (int64_t beam : {int64_t{1}, int64_t{5}}) {
     TranslatorOptions to;
@@ -551,7 +580,8 @@ nlohmann::json run_child(const BenchOptions& o, const std::string& part, const L
       << " --checkpoint " << quote(o.checkpoint) << " --threads " << layout.libtorch << " --batch-size " << o.batch_size
       << " --warmup-steps " << o.warmup_steps << " --interval-steps " << o.interval_steps << " --intervals "
       << o.intervals << " --translate-repeats " << o.translate_repeats << " --device " << quote(o.device)
-      << " --attention-step " << o.attention_step << " --output " << quote(file.string());
+      << " --attention-step " << o.attention_step << " --cpu-kernels " << o.cpu_kernels
+      << " --output " << quote(file.string());
   for (const auto& kv : o.sets) cmd << " --set " << quote(kv);
   if (!variant.empty()) cmd << " --variant " << quote(variant);
   if (!layout.cpu_parallel.empty()) cmd << " --cpu-parallel " << layout.cpu_parallel;

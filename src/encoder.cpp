@@ -11,27 +11,48 @@ RecurrentLayerImpl::RecurrentLayerImpl(int64_t input_size, int64_t hidden_size, 
   cell = register_module("cell", RecurrentCell(hidden_size, type));
 }
 
+namespace {
+// Each row's states at its last real position: [batch, len, hidden] -> [batch, hidden].
+torch::Tensor at_last_token(const torch::Tensor& steps, const torch::Tensor& last) {
+  return steps.gather(1, last.expand({steps.size(0), 1, steps.size(2)})).squeeze(1);
+}
+}  // namespace
+
 std::pair<torch::Tensor, CellState> RecurrentLayerImpl::forward(const torch::Tensor& inputs, const torch::Tensor& mask,
-                                                               bool reverse) {
+                                                               const torch::Tensor& lengths, bool reverse) {
   const auto batch = inputs.size(0), len = inputs.size(1);
-  auto x_proj = torch::addmm(b, inputs.reshape({batch * len, -1}), W_x.t()).view({batch, len, -1});  // [B, L, G*H]
+  // Sentences are padded at the end, so every row runs from position 0 to its length - 1 from a zero
+  // state. Going backward, a row reads its own tokens in reverse: position t of row b from position
+  // L_b - 1 - t (padding stays where it is). Then no step needs the mask: what the steps compute past a
+  // row's end is never read (its outputs are zeroed below and its final state is taken at its last
+  // token), and its gradient is zero. On a GPU that is 4 kernels fewer per step than keeping the state
+  // at padding with a where() forward and its two backward.
+  torch::Tensor order;  // reverse: [batch, len, 1], the position each step reads
+  auto x = inputs;
+  if (reverse) {
+    const auto positions = torch::arange(len, lengths.options()).unsqueeze(0);  // [1, len]
+    order = torch::where(mask, lengths.unsqueeze(1) - 1 - positions, positions).unsqueeze(2);
+    x = inputs.gather(1, order.expand({batch, len, inputs.size(2)}));
+  }
+  auto x_proj = torch::addmm(b, x.reshape({batch * len, -1}), W_x.t()).view({batch, len, -1});  // [B, L, G*H]
   auto state = cell->initial_state(torch::zeros({batch, cell->hidden_size()}, inputs.options()));
-  std::vector<torch::Tensor> outputs(len);
+  std::vector<torch::Tensor> outputs(len), memories;
   // unbind, not select(1, t) per step: its backward is one stack of the steps' gradients, where each
   // select's would fill a whole [B, L, G*H] tensor with zeros and add it up, step after step.
   const auto x_steps = x_proj.unbind(1);
-  const auto mask_steps = mask.unbind(1);
   auto w_hh = cell->recurrent_weight(len, batch);
-  for (int64_t k = 0; k < len; ++k) {
-    const int64_t t = reverse ? len - 1 - k : k;
-    auto next = cell->step(x_steps[t], state, &w_hh);
-    // Padding positions keep the previous state, so the final state is the last real one and the
-    // backward direction starts from zeros at each sentence's own end.
-    state = CellState::where(mask_steps[t], next, state);
+  for (int64_t t = 0; t < len; ++t) {
+    state = cell->step(x_steps[t], state, &w_hh);
     outputs[t] = state.h;
+    if (state.c.defined()) memories.push_back(state.c);
   }
-  auto states = torch::stack(outputs, 1) * mask.unsqueeze(2).to(inputs.dtype());  // [B, L, H], zero on padding
-  return {states, state};
+  auto steps = torch::stack(outputs, 1);  // [B, L, H] in the order the steps ran
+  const auto last = (lengths - 1).view({batch, 1, 1});
+  CellState final{at_last_token(steps, last),
+                  memories.empty() ? torch::Tensor() : at_last_token(torch::stack(memories, 1), last)};
+  if (reverse) steps = steps.gather(1, order.expand({batch, len, steps.size(2)}));  // back to source order
+  auto states = steps * mask.unsqueeze(2).to(inputs.dtype());  // [B, L, H], zero on padding
+  return {states, final};
 }
 
 EncoderImpl::EncoderImpl(const ModelConfig& config, int64_t vocab_size)
@@ -58,10 +79,10 @@ EncoderOutput EncoderImpl::forward(const torch::Tensor& src, const torch::Tensor
   CellState fwd_final, bwd_final;
   for (size_t l = 0; l < forward_layers_.size(); ++l) {
     if (l > 0) x = s2s::dropout(x, dropout_, is_training());
-    auto [fwd_states, fwd_last] = forward_layers_[l]->forward(x, out.mask, false);
+    auto [fwd_states, fwd_last] = forward_layers_[l]->forward(x, out.mask, lengths, false);
     fwd_final = fwd_last;
     if (bidirectional_) {
-      auto [bwd_states, bwd_last] = backward_layers_[l]->forward(x, out.mask, true);
+      auto [bwd_states, bwd_last] = backward_layers_[l]->forward(x, out.mask, lengths, true);
       bwd_final = bwd_last;
       x = torch::cat({fwd_states, bwd_states}, 2);  // [B, L, 2H]
     } else {

@@ -21,9 +21,11 @@ struct EncoderOutput {
 class RecurrentLayerImpl : public torch::nn::Module {
  public:
   RecurrentLayerImpl(int64_t input_size, int64_t hidden_size, CellType type);
-  // inputs: [batch, len, input]; mask: [batch, len]. Returns states [batch, len, hidden] and the final
-  // state (at the last real token going forward, at the first going backward).
-  std::pair<torch::Tensor, CellState> forward(const torch::Tensor& inputs, const torch::Tensor& mask, bool reverse);
+  // inputs: [batch, len, input], padded at the end; mask: [batch, len]; lengths: [batch] int64, each >= 1.
+  // Returns states [batch, len, hidden] (zero on padding) and the final state (at the last real token
+  // going forward, at the first going backward).
+  std::pair<torch::Tensor, CellState> forward(const torch::Tensor& inputs, const torch::Tensor& mask,
+                                              const torch::Tensor& lengths, bool reverse);
 
   torch::Tensor W_x;  // [gates*hidden, input]
   torch::Tensor b;    // [gates*hidden]

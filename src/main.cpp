@@ -128,6 +128,13 @@ int main(int argc, char** argv) {
                         "train and translate parts: fused (one step function; on a GPU a few LibTorch operations) or "
                         "expressions (autograd through LibTorch's tensor expressions), to compare them")
       ->capture_default_str()->check(CLI::IsMember({"fused", "expressions"}));
+  bench_cmd->add_option("--cpu-kernels", bench.cpu_kernels,
+                        "on, or off: this project's CPU kernels (attention step, packed products) switched off, the "
+                        "route a GPU takes (with --count-ops: a GPU's operations counted on the CPU)")
+      ->capture_default_str()->check(CLI::IsMember({"on", "off"}));
+  bench_cmd->add_flag("--count-ops", bench.count_ops,
+                      "train part: also count the LibTorch operations of one training step, forward and backward "
+                      "(on a GPU, its kernel launches)");
   bench_cmd->add_option("--device", bench.device, "cpu, cuda, cuda:N or auto: where every part runs")->capture_default_str();
   bench_cmd->add_option("--set", bench.sets, "config override KEY=VALUE for every part (repeatable), e.g. model.hidden_size=512");
   bench_cmd->add_option("--threads", bench.threads, "one part: LibTorch threads; 0 = all cores")->capture_default_str();

@@ -494,6 +494,39 @@ TEST(Cli, BenchTrainPartTakesConfigOverridesAndReportsTheStepTime) {
   }
 }
 
+// --count-ops counts one step's operations; the switches for a GPU's route change what is counted the
+// way they should: the fused attention step by LibTorch's operations adds operations to the CPU kernels'
+// step, and autograd through the expressions adds more.
+TEST(Cli, BenchCountsAStepsOperationsOnEachRoute) {
+  TempDir dir;
+  const auto corpus = make_corpus(dir);
+  const auto config = write_config(dir, tiny_config(corpus, dir.file("run")));
+  auto count = [&](const std::vector<std::string>& route) {
+    std::vector<std::string> args = {"bench", "--part", "train", "--config", config, "--variant", "rnn+bahdanau",
+                                     "--batch-size", "8", "--warmup-steps", "1", "--interval-steps", "1",
+                                     "--intervals", "1", "--threads", "1", "--count-ops"};
+    args.insert(args.end(), route.begin(), route.end());
+    const auto r = run_s2s(args, dir.path());
+    EXPECT_EQ(r.code(), 0) << r.describe();
+    const auto j = json::parse(r.out);
+    const auto& ops = j.at("ops_per_step");
+    EXPECT_EQ(ops.at("batch").at("sentences"), 8);
+    int64_t sum = 0;
+    for (const auto& [name, n] : ops.at("by_name").items()) sum += n.get<int64_t>();
+    EXPECT_EQ(sum, ops.at("total").get<int64_t>());
+    return ops;
+  };
+  const auto kernels = count({});
+  const auto gpu_route = count({"--cpu-kernels", "off"});
+  const auto expressions = count({"--cpu-kernels", "off", "--attention-step", "expressions"});
+  EXPECT_GT(kernels.at("total").get<int64_t>(), 0);
+  EXPECT_GT(gpu_route.at("total").get<int64_t>(), kernels.at("total").get<int64_t>());
+  EXPECT_GT(expressions.at("total").get<int64_t>(), gpu_route.at("total").get<int64_t>());
+  // the route's own operations: a softmax per decoder step, not there when the kernels run the step
+  EXPECT_GT(gpu_route.at("by_name").value("aten::_softmax", 0), 0);
+  EXPECT_EQ(kernels.at("by_name").value("aten::_softmax", 0), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Exact resume and interruption
 // ---------------------------------------------------------------------------------------------

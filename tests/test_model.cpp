@@ -522,14 +522,23 @@ bool close_to(const torch::Tensor& a, const torch::Tensor& b, double tol) {
   return a.sizes() == b.sizes() && (a - b).abs().max().item<double>() <= tol;
 }
 
+// Every attention with a one-direction encoder, and bahdanau with a bidirectional one.
+std::vector<std::pair<std::string, bool>> invariant_configs() {
+  std::vector<std::pair<std::string, bool>> out;
+  for (const auto& attention : kAttentions) out.emplace_back(attention, false);
+  out.emplace_back("bahdanau", true);
+  return out;
+}
+
 TEST(ModelInvariants, AttentionWeightsAndPaddingForEveryCellAndAttention) {
   // s1 alone, and s1 in the middle of a batch with a longer and a medium sentence.
   const Example s1{{4, 5, 3}, {6, 7}}, s2{{6, 7, 8, 9, 10, 11, 3}, {4, 5, 6, 7, 8}}, s3{{9, 4, 8, 3}, {9, 10, 11}};
   const std::vector<Example> mixed_ex{s2, s1, s3};
   const Batch alone = batch_of({s1}), mixed = batch_of(mixed_ex);
   for (const auto& cell : kCells) {
-    for (const auto& attention : kAttentions) {
-      const auto cfg = make_config(cell, attention, 4, 5, 3);
+    for (const auto& [attention, bidirectional] : invariant_configs()) {
+      auto cfg = make_config(cell, attention, 4, 5, 3);
+      cfg.bidirectional = bidirectional;  // the backward direction reads each sentence from its own end
       SCOPED_TRACE(describe(cfg));
       torch::manual_seed(11);
       Seq2Seq model(cfg, 12, 12);
