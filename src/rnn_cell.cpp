@@ -24,11 +24,6 @@ CellState CellState::index_select(const torch::Tensor& rows) const {
   return {h.index_select(0, rows), c.defined() ? c.index_select(0, rows) : torch::Tensor()};
 }
 
-CellState CellState::where(const torch::Tensor& mask, const CellState& next, const CellState& prev) {
-  auto m = mask.unsqueeze(1);  // [batch, 1]
-  return {torch::where(m, next.h, prev.h), next.c.defined() ? torch::where(m, next.c, prev.c) : torch::Tensor()};
-}
-
 RecurrentCellImpl::RecurrentCellImpl(int64_t hidden_size, CellType type) : hidden_(hidden_size), type_(type) {
   const auto g = gate_count(type);
   W_hh = register_parameter("W_hh", torch::empty({g * hidden_size, hidden_size}));

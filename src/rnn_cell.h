@@ -23,8 +23,6 @@ struct CellState {
   torch::Tensor h;  // [batch, hidden]
   torch::Tensor c;  // [batch, hidden], LSTM memory cell; undefined for rnn and gru
   CellState index_select(const torch::Tensor& rows) const;
-  // Keeps `prev` where mask is false: [batch] bool (used to stop the state at padding).
-  static CellState where(const torch::Tensor& mask, const CellState& next, const CellState& prev);
 };
 
 class RecurrentCellImpl : public torch::nn::Module {
