@@ -32,6 +32,7 @@
 #include "optimizer_step.h"
 #include "packed_gemm.h"
 #include "rnn_cell.h"
+#include "row_parallel.h"
 #include "runtime.h"
 #include "translator.h"
 #include "random.h"
@@ -290,6 +291,7 @@ void apply_route_switches(const BenchOptions& o) {
   set_fused_attention(o.attention_step == "fused");
   set_attention_kernels(o.cpu_kernels == "on");
   PackedMatrix::allow(o.cpu_kernels == "on");
+  set_row_kernels(o.cpu_kernels == "on");
 }
 
 nlohmann::json run_train(const BenchOptions& o) {

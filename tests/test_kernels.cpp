@@ -34,6 +34,7 @@ class KernelPath {
     simd::allow_avx2(true);
     set_fused_attention(true);
     set_attention_kernels(true);
+    set_row_kernels(true);
   }
 };
 
@@ -217,10 +218,16 @@ TEST(FusedCrossEntropy, MatchesFloat64LogSoftmaxInValueAndGradient) {
       auto nll = (-logp.gather(1, targets.unsqueeze(1)).squeeze(1)).masked_fill(real.logical_not(), 0);
       auto ref = (1 - smoothing) * nll + smoothing * (-logp.mean(1)).masked_fill(real.logical_not(), 0);
       auto ref_grad = torch::autograd::grad({(ref * row_weights).sum()}, {logits64})[0];
-      for (bool avx2 : paths()) {
+      // the kernels (AVX2 and portable), and LibTorch's log_softmax route of other devices (a GPU's)
+      std::vector<int> routes{0};
+      if (simd::avx2()) routes.push_back(1);
+      routes.push_back(2);
+      for (int route : routes) {
+        const bool avx2 = route == 1;
         SCOPED_TRACE("V " + std::to_string(V) + " smoothing " + std::to_string(smoothing) +
-                     (avx2 ? " avx2" : " portable"));
+                     (route == 2 ? " log_softmax route" : avx2 ? " avx2" : " portable"));
         KernelPath path(avx2, true);
+        set_row_kernels(route != 2);
         auto logits = logits64.detach().to(torch::kFloat).requires_grad_();
         auto r = cross_entropy_rows(logits, targets, smoothing, pad);
         expect_close(r.loss, ref.detach(), 2e-6, "loss rows");

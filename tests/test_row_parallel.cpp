@@ -26,11 +26,21 @@ void expect_close(const torch::Tensor& a, const torch::Tensor& b, const std::str
   EXPECT_LE(err, 1e-12 * std::max(scale, 1.0)) << what << ": max difference " << err;
 }
 
+// Switches the CPU's row routes off for one scope (the route of other devices, e.g. a GPU).
+class OtherDevicesRoute {
+ public:
+  explicit OtherDevicesRoute(bool on) { set_row_kernels(!on); }
+  ~OtherDevicesRoute() { set_row_kernels(true); }
+};
+
 TEST(RowParallel, LinearRowsIsXWTransposedPlusBWithTheSameGradients) {
   TwoThreads threads;
   torch::manual_seed(3);
   const auto opt = torch::TensorOptions().dtype(torch::kFloat64);
+  for (bool other_route : {false, true})
   for (const auto& shape : {std::vector<int64_t>{37, 5}, std::vector<int64_t>{4, 9, 5}}) {
+    SCOPED_TRACE(other_route ? "the route of other devices" : "blocks of rows");
+    OtherDevicesRoute route(other_route);
     auto x = torch::randn(shape, opt).requires_grad_(), W = torch::randn({150, 5}, opt).requires_grad_();
     auto b = torch::randn({150}, opt).requires_grad_();
     auto x2 = x.detach().clone().requires_grad_(), W2 = W.detach().clone().requires_grad_();
@@ -47,6 +57,7 @@ TEST(RowParallel, LinearRowsIsXWTransposedPlusBWithTheSameGradients) {
   }
 }
 
+// float64 on the CPU takes the route of other devices (the kernels are float32).
 TEST(RowParallel, CrossEntropyRowsIsLogSoftmaxNllWithTheSameGradients) {
   TwoThreads threads;
   torch::manual_seed(4);
