@@ -42,8 +42,9 @@ struct BenchOptions {
   // How the attention step is computed: "fused" (the default: attention.h) or "expressions" (LibTorch's
   // tensor expressions, differentiated by autograd), to compare the two on one build.
   std::string attention_step = "fused";
-  // "off": this project's CPU kernels (the attention step's, the packed products) switched off, so the CPU
-  // takes the route a GPU takes: for counting a GPU's operations on the CPU (count_ops).
+  // "off": this project's CPU kernels (the attention step's, the packed products, the output layer's and the
+  // loss's row blocks) switched off, so the CPU takes the route a GPU takes: for counting a GPU's
+  // operations on the CPU (count_ops).
   std::string cpu_kernels = "on";
   bool count_ops = false;  // train part: count the LibTorch operations of one step (op_count.h)
   std::string device = "cpu";     // cpu | cuda | cuda:N | auto: where the ceiling, training and translation run
