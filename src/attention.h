@@ -44,8 +44,9 @@ class AttentionImpl : public torch::nn::Module {
 // whose backward adds the keys' and values' gradients into the sentence's totals (AttentionMemory). For
 // float32 CPU tensors it runs the hand-written kernels (attention_kernels.h): fewer passes over memory.
 // Elsewhere (a GPU) it runs a few LibTorch operations: about 6 forward and 9 backward per step where the
-// expressions, differentiated by autograd, launch about 10 and 15 (on a GPU a step is bound by how many
-// kernels it launches). Used unless switched off here (the tests compare the routes).
+// expressions, differentiated by autograd, launch about 10 and 15 (without CUDA graphs a GPU's training
+// step is bound by how many kernels it launches). Used unless switched off here (the tests compare the
+// routes).
 void set_fused_attention(bool enabled);
 bool fused_attention_enabled();
 // The CPU kernels inside the fused step (default), or its LibTorch operations on the CPU too: for the
