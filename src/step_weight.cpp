@@ -3,6 +3,16 @@
 #include <atomic>
 
 namespace s2s {
+
+// The steps' recording: each step's input x_j (forward) and output gradient dy_j with its step (backward).
+// c10::List is shared by reference, so the nodes' saved copies and the StepWeight see the same lists. The
+// inputs are held detached: the recording node lies upstream of the steps that write into it, and
+// tensors holding their autograd history here would make a cycle that outlives the graph.
+struct StepRecording {
+  c10::List<at::Tensor> inputs, grads;
+  c10::List<int64_t> steps;  // the step of each entry of grads
+};
+
 namespace {
 
 std::atomic<bool> enabled{true};
@@ -10,41 +20,56 @@ std::atomic<bool> enabled{true};
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+StepRecording recording_of(AutogradContext* ctx) {
+  return {ctx->saved_data["inputs"].toTensorList(), ctx->saved_data["grads"].toTensorList(),
+          ctx->saved_data["steps"].toIntList()};
+}
+
 // The weight passes through unchanged; the backward turns the steps' recorded inputs and output
 // gradients into dL/dW with one product, plus whatever reached the weight otherwise.
 class RecordedWeight : public torch::autograd::Function<RecordedWeight> {
  public:
-  static variable_list forward(AutogradContext* ctx, torch::Tensor weight, torch::Tensor inputs, torch::Tensor grads,
-                               torch::Tensor used) {
-    // filled in later by the steps: kept as references, not versioned
-    ctx->saved_data["inputs"] = inputs;
-    ctx->saved_data["grads"] = grads;
-    ctx->saved_data["used"] = used;
+  static variable_list forward(AutogradContext* ctx, torch::Tensor weight, const StepRecording& recording) {
+    ctx->saved_data["inputs"] = recording.inputs;  // filled in later by the steps
+    ctx->saved_data["grads"] = recording.grads;
+    ctx->saved_data["steps"] = recording.steps;
     ctx->set_materialize_grads(false);
     return {weight};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
-    // the slots that steps recorded (the others hold no inputs)
-    const auto used = ctx->saved_data["used"].toTensor().item<int64_t>();
-    const auto inputs = ctx->saved_data["inputs"].toTensor().narrow(0, 0, used);
-    const auto grads = ctx->saved_data["grads"].toTensor().narrow(0, 0, used);
-    const auto K = inputs.size(2), N = grads.size(2);
-    auto gw = torch::mm(grads.reshape({-1, N}).t(), inputs.reshape({-1, K}));  // [N, K]
-    if (grad_out[0].defined()) gw = gw + grad_out[0];
-    return {gw, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    auto recording = recording_of(ctx);
+    // The steps that got a gradient, in the order their backward ran (the reverse of the steps',
+    // normally): their inputs in the same order. Steps without a gradient add nothing.
+    std::vector<torch::Tensor> xs, dys;
+    for (size_t i = 0; i < recording.grads.size(); ++i) {
+      xs.push_back(recording.inputs.get(recording.steps.get(i)));
+      dys.push_back(recording.grads.get(i));
+    }
+    recording.inputs.clear();  // released now, not when the graph is
+    recording.grads.clear();
+    torch::Tensor gw;
+    if (!xs.empty()) {
+      const auto x = torch::cat(xs), dy = torch::cat(dys);  // [steps * rows, K], [steps * rows, N]
+      gw = torch::mm(dy.t(), x);                            // [N, K]
+      if (grad_out[0].defined()) gw = gw + grad_out[0];
+    } else {
+      gw = grad_out[0];
+    }
+    return {gw, torch::Tensor()};
   }
 };
 
-// One step's c + x W^T. The forward records x in inputs[step]; the backward records dy in grads[step]
-// and returns dL/dx and dL/dc, not dL/dW (RecordedWeight makes that).
+// One step's c + x W^T. The forward records x; the backward records dy and returns dL/dx and dL/dc, not
+// dL/dW (RecordedWeight makes that).
 class StepProduct : public torch::autograd::Function<StepProduct> {
  public:
   static variable_list forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor weight, torch::Tensor c,
-                               torch::Tensor inputs, torch::Tensor grads, int64_t step,
-                               const PackedMatrix& packed_forward, const PackedMatrix& packed_backward) {
-    inputs.select(0, step).copy_(x);
+                               const StepRecording& recording, int64_t step, const PackedMatrix& packed_forward,
+                               const PackedMatrix& packed_backward) {
+    recording.inputs.push_back(x.detach());  // a reference, no copy
     ctx->saved_data["weight"] = weight;
-    ctx->saved_data["grads"] = grads;
+    ctx->saved_data["grads"] = recording.grads;
+    ctx->saved_data["steps"] = recording.steps;
     ctx->saved_data["step"] = step;
     ctx->saved_data["c_dim"] = c.numel() ? c.dim() : int64_t{0};
     if (packed_backward.defined()) ctx->saved_data["packed"] = packed_backward.panels();
@@ -54,17 +79,20 @@ class StepProduct : public torch::autograd::Function<StepProduct> {
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
     const auto& dy = grad_out[0];
-    if (!dy.defined()) return variable_list(8);
+    if (!dy.defined()) return variable_list(7);
     const auto weight = ctx->saved_data["weight"].toTensor();
-    ctx->saved_data["grads"].toTensor().select(0, ctx->saved_data["step"].toInt()).copy_(dy);
+    ctx->saved_data["grads"].toTensorList().push_back(dy.detach());
+    ctx->saved_data["steps"].toIntList().push_back(ctx->saved_data["step"].toInt());
     const auto c_dim = ctx->saved_data["c_dim"].toInt();
     const torch::Tensor dc = c_dim == 2 ? dy : c_dim == 1 ? dy.sum(0) : torch::Tensor();
-    const auto packed = ctx->saved_data.find("packed");
-    auto dx = packed != ctx->saved_data.end()
-                  ? PackedMatrix(packed->second.toTensor(), weight.size(0), weight.size(1)).addmm(torch::Tensor(), dy)
-                  : torch::mm(dy, weight);
-    return {dx, torch::Tensor(), dc, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
-            torch::Tensor()};
+    torch::Tensor dx;
+    if (ctx->needs_input_grad(0)) {  // not for a first step from a zero state
+      const auto packed = ctx->saved_data.find("packed");
+      dx = packed != ctx->saved_data.end()
+               ? PackedMatrix(packed->second.toTensor(), weight.size(0), weight.size(1)).addmm(torch::Tensor(), dy)
+               : torch::mm(dy, weight);
+    }
+    return {dx, torch::Tensor(), dc, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -78,11 +106,10 @@ StepWeight::StepWeight(const torch::Tensor& weight, int64_t steps, int64_t rows)
     return;
   }
   if (!weight.requires_grad()) return;
-  inputs_ = torch::empty({steps, rows, weight.size(1)}, weight.options().requires_grad(false));
-  // steps whose output gets no gradient leave their slot as it is: zero
-  grads_ = torch::zeros({steps, rows, weight.size(0)}, weight.options().requires_grad(false));
-  used_ = torch::zeros({1}, torch::kLong);
-  weight_ = RecordedWeight::apply(weight, inputs_, grads_, used_)[0];
+  steps_ = steps;
+  rows_ = rows;
+  recording_ = std::make_shared<StepRecording>();
+  weight_ = RecordedWeight::apply(weight, *recording_)[0];
   if (packable) {
     forward_ = PackedMatrix(weight.detach().t());
     backward_ = PackedMatrix(weight.detach());
@@ -93,15 +120,14 @@ torch::Tensor StepWeight::addmm(const torch::Tensor& c, const torch::Tensor& x) 
   if (forward_.defined() && !deferred() && !torch::GradMode::is_enabled() && x.dim() == 2 &&
       (!c.defined() || c.dim() == 2 || c.dim() == 1))
     return forward_.addmm(c, x);
-  if (!deferred() || next_ >= inputs_.size(0) || x.dim() != 2 || x.size(0) != inputs_.size(1)) {
+  if (!deferred() || next_ >= steps_ || x.dim() != 2 || x.size(0) != rows_) {
     // a plain product (also the fallback for a step that does not fit the recording: autograd then
     // sends its dL/dW through RecordedWeight's own input gradient)
     return c.defined() ? torch::addmm(c, x, weight_.t()) : torch::mm(x, weight_.t());
   }
   const auto step = next_++;
-  used_.data_ptr<int64_t>()[0] = next_;
   // every input of a custom function must be defined: an empty tensor stands for "no c"
-  return StepProduct::apply(x, weight_, c.defined() ? c : torch::empty({0}, x.options()), inputs_, grads_, step,
+  return StepProduct::apply(x, weight_, c.defined() ? c : torch::empty({0}, x.options()), *recording_, step,
                             forward_, backward_)[0];
 }
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,22 @@ TEST(StepWeight, PlainWithoutGradientOrWhenSwitchedOff) {
   EXPECT_FALSE(StepWeight(w, 1, 2).deferred());  // one step: nothing to gather
   Deferred off(false);
   EXPECT_FALSE(StepWeight(w, 5, 2).deferred());
+}
+
+// The recording holds the steps' inputs without their autograd history: a graph that is dropped without a
+// backward pass (an exception mid-step, a forward whose loss is not used) frees them.
+TEST(StepWeight, ADroppedGraphFreesTheRecordedInputs) {
+  auto w = torch::randn({4, 4}, torch::requires_grad());
+  std::optional<c10::weak_intrusive_ptr<c10::StorageImpl>> recorded;  // the first step's output's memory
+  {
+    StepWeight sw(w, 3, 2);
+    ASSERT_TRUE(sw.deferred());
+    auto h = torch::tanh(sw.addmm({}, torch::randn({2, 4}, torch::requires_grad())));
+    recorded.emplace(h.storage().getWeakStorageImpl());
+    for (int j = 0; j < 2; ++j) h = torch::tanh(sw.addmm({}, h));  // records the first step's output
+    EXPECT_FALSE(recorded->expired());
+  }
+  EXPECT_TRUE(recorded->expired());
 }
 
 // ---------------------------------------------------------------------------------------------
