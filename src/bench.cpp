@@ -309,6 +309,7 @@ nlohmann::json run_train(const BenchOptions& o) {
   require_file(d.train_tgt, "data.train_tgt");
   configure_threads(o.threads, "bench");
   const auto device = resolve_device(o.device);
+  configure_matmul_precision(t.tf32, device, "bench");
 
   const auto text = read_parallel(d.train_src, d.train_tgt);
   const auto codec = TextCodec::build(d, text);
@@ -447,6 +448,7 @@ nlohmann::json run_train(const BenchOptions& o) {
                                                   {"replayed_steps", graphs->replays()},
                                                   {"eager_steps", graphs->eager()}}
                                  : nlohmann::json(false)},
+          {"tf32", t.tf32 && device.is_cuda()},
           {"first_loss", losses.front()},
           {"last_loss", losses.back()},
           {"peak_rss_mib", peak_rss_mib()}};

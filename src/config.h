@@ -114,6 +114,7 @@ struct TrainingConfig {
   double dist_timeout = 300;             // seconds: multi-process training gives up on a silent rank
   bool cuda_graphs = false;              // GPU: the training step replayed as CUDA graphs
   int64_t cuda_graph_length_step = 1;    // ... with lengths padded to multiples of this
+  bool tf32 = false;                     // GPU: float32 matrix products on TF32 tensor cores
 
   template <class V>
   void visit(V& v) {
@@ -145,7 +146,8 @@ struct TrainingConfig {
     v("best_metric", best_metric, "validation score that picks best.pt and drives patience and the plateau schedule: \"bleu\" (higher is better) or \"loss\" (lower is better)");
     v("accumulate", accumulate, "gradient accumulation: batches summed into one update (in each process)");
     v("dist_timeout", dist_timeout, "multi-process training: seconds to wait for the other processes before stopping with an error");
-    v("cuda_graphs", cuda_graphs, "on a GPU: record the training step (forward, loss, backward) once per batch shape as a CUDA graph and replay it, instead of launching its ~1,000 small kernels one by one (needs a build against a CUDA LibTorch; one batch per update, one process)");
+    v("cuda_graphs", cuda_graphs, "on a GPU: record the training step (forward, loss, backward) once per batch shape as a CUDA graph and replay it, instead of launching its hundreds of small kernels one by one (needs a build against a CUDA LibTorch; one batch per update, one process)");
+    v("tf32", tf32, "on a GPU with tensor cores (NVIDIA Ampere or later): float32 matrix products multiply in TF32 (10-bit mantissa) and add in float32; faster, but results differ from float32's in about the fourth digit; false keeps LibTorch's default, full float32; no effect on the CPU");
     v("cuda_graph_length_step", cuda_graph_length_step, "with cuda_graphs: batches are padded to lengths that are multiples of this (and to a multiple of 8 sentences), so that batches of nearby lengths share one graph; 1 pads nothing but the sentence count (Multi30k at batch 256: 22 shapes in an epoch, 25 in three)");
   }
 };

@@ -84,6 +84,15 @@ torch::Device resolve_device(const std::string& name) {
   throw Error("device \"" + name + "\" is not one of auto, cpu, cuda, cuda:N");
 }
 
+void configure_matmul_precision(bool tf32, const torch::Device& device, const std::string& tag) {
+  at::globalContext().setAllowTF32CuBLAS(tf32 && device.is_cuda());
+  if (!tf32) return;
+  if (device.is_cuda())
+    spdlog::info("[{}] training.tf32: float32 matrix products on the GPU use TF32 tensor cores", tag);
+  else
+    spdlog::warn("[{}] training.tf32 applies to GPUs only; on {} the products stay float32", tag, device.str());
+}
+
 void setup_logging() {
   auto logger = spdlog::stderr_color_mt("s2s");
   spdlog::set_default_logger(logger);

@@ -25,6 +25,9 @@ std::string blas_description();
 void configure_threads(int64_t threads, const std::string& tag);
 // "auto" picks cuda when available; "cuda" without CUDA is an error naming the config key.
 torch::Device resolve_device(const std::string& name);
+// training.tf32: on a GPU, whether float32 matrix products may use TF32 tensor cores (LibTorch's default:
+// no). Process-wide; logged, and a warning where it cannot apply (the CPU).
+void configure_matmul_precision(bool tf32, const torch::Device& device, const std::string& tag);
 // Logging to stderr, with the level from S2S_LOG_LEVEL (info by default).
 void setup_logging();
 

@@ -246,6 +246,7 @@ int train(const TrainOptions& options) {
   if (env.active() && device.is_cuda() && (t.device == "auto" || t.device == "cuda"))
     device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
   spdlog::info("[train] device: {}", device.str());
+  configure_matmul_precision(t.tf32, device, "train");
 
   std::unique_ptr<ProcessGroup> group;
   if (env.active()) {

@@ -209,17 +209,19 @@ TEST(Config, JsonRoundTrip) {
   c.training.lr_decay = 0.25;
   c.training.cuda_graphs = true;
   c.training.cuda_graph_length_step = 3;
+  c.training.tf32 = true;
   c.output_dir = "runs/x";
   const json j = config_to_json(c);
   // Every section lists every key (a writer that forgets one would lose settings on resume).
   EXPECT_EQ(j.at("model").size(), 14u);
   EXPECT_EQ(j.at("data").size(), 18u);
-  EXPECT_EQ(j.at("training").size(), 30u);
+  EXPECT_EQ(j.at("training").size(), 31u);
   const Config back = config_from_json(j, "round-trip");
   EXPECT_EQ(config_to_json(back), j);
   EXPECT_EQ(back.model.cell, "lstm");
   EXPECT_TRUE(back.training.cuda_graphs);
   EXPECT_EQ(back.training.cuda_graph_length_step, 3);
+  EXPECT_TRUE(back.training.tf32);
   EXPECT_EQ(back.model.hidden_size, 48);
   EXPECT_DOUBLE_EQ(back.model.dropout, 0.3);
   EXPECT_DOUBLE_EQ(back.training.learning_rate, 0.00025);
