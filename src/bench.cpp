@@ -25,6 +25,7 @@
 #include "checkpoint.h"
 #include "cuda_graph_update.h"
 #include "data.h"
+#include "encoder.h"
 #include "error.h"
 #include "metrics.h"
 #include "model.h"
@@ -292,6 +293,7 @@ void apply_route_switches(const BenchOptions& o) {
   set_attention_kernels(o.cpu_kernels == "on");
   PackedMatrix::allow(o.cpu_kernels == "on");
   set_row_kernels(o.cpu_kernels == "on");
+  set_batched_directions_on_cpu(o.cpu_kernels == "off");
 }
 
 nlohmann::json run_train(const BenchOptions& o) {

@@ -49,4 +49,10 @@ class EncoderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Encoder);
 
+// A bidirectional layer off the CPU (on a GPU) runs its two directions in one loop, each step one batched
+// product for both (encoder.cpp). On the CPU the directions run one after the other, each step's product
+// from W_hh packed once (step_weight.h), unless switched here: the tests compare the two routes, and
+// `s2s bench --cpu-kernels off` takes a GPU's route on the CPU.
+void set_batched_directions_on_cpu(bool on);
+
 }  // namespace s2s

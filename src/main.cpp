@@ -130,7 +130,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::IsMember({"fused", "expressions"}));
   bench_cmd->add_option("--cpu-kernels", bench.cpu_kernels,
                         "on, or off: this project's CPU kernels (attention step, packed products, output layer and loss) "
-                        "switched off, the route a GPU takes (with --count-ops: a GPU's operations counted on the CPU)")
+                        "switched off and a bidirectional encoder's directions batched, the route a GPU takes (with "
+                        "--count-ops: a GPU's operations counted on the CPU)")
       ->capture_default_str()->check(CLI::IsMember({"on", "off"}));
   bench_cmd->add_flag("--count-ops", bench.count_ops,
                       "train part: also count the LibTorch operations of one training step, forward and backward "

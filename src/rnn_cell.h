@@ -7,6 +7,7 @@
 //   gru  : [r z n] gates as in Cho et al. (2014) / PyTorch's GRU, with bias b_hh on the recurrent side
 //   lstm : [i f g o] gates as in PyTorch's LSTM; the state carries the memory cell
 #pragma once
+#include <functional>
 #include <string>
 
 #include <torch/torch.h>
@@ -24,6 +25,12 @@ struct CellState {
   torch::Tensor c;  // [batch, hidden], LSTM memory cell; undefined for rnn and gru
   CellState index_select(const torch::Tensor& rows) const;
 };
+
+// One step's gate arithmetic, given recurrent(c) = c + W_hh h_{t-1} (c: x_proj for rnn and lstm, the
+// recurrent bias b_hh for gru). Gates lie along the last dimension: x_proj [..., gates*hidden], states
+// [..., hidden], so a stack of cells' steps ([directions, batch, ...]) goes through as one.
+CellState cell_update(CellType type, const torch::Tensor& x_proj, const CellState& prev, const torch::Tensor& b_hh,
+                      const std::function<torch::Tensor(const torch::Tensor&)>& recurrent);
 
 class RecurrentCellImpl : public torch::nn::Module {
  public:

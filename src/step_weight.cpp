@@ -20,6 +20,12 @@ std::atomic<bool> enabled{true};
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// c + x W^T: a matrix product, or for a stack of weights [D, N, K] a batched one (x [D, rows, K]).
+torch::Tensor product(const torch::Tensor& c, const torch::Tensor& x, const torch::Tensor& w) {
+  if (w.dim() == 3) return c.defined() ? torch::baddbmm(c, x, w.transpose(1, 2)) : torch::bmm(x, w.transpose(1, 2));
+  return c.defined() ? torch::addmm(c, x, w.t()) : torch::mm(x, w.t());
+}
+
 StepRecording recording_of(AutogradContext* ctx) {
   return {ctx->saved_data["inputs"].toTensorList(), ctx->saved_data["grads"].toTensorList(),
           ctx->saved_data["steps"].toIntList()};
@@ -49,8 +55,9 @@ class RecordedWeight : public torch::autograd::Function<RecordedWeight> {
     recording.grads.clear();
     torch::Tensor gw;
     if (!xs.empty()) {
-      const auto x = torch::cat(xs), dy = torch::cat(dys);  // [steps * rows, K], [steps * rows, N]
-      gw = torch::mm(dy.t(), x);                            // [N, K]
+      // [(D,) steps * rows, K] and [(D,) steps * rows, N]
+      const auto x = torch::cat(xs, -2), dy = torch::cat(dys, -2);
+      gw = x.dim() == 3 ? torch::bmm(dy.transpose(1, 2), x) : torch::mm(dy.t(), x);  // [(D,) N, K]
       if (grad_out[0].defined()) gw = gw + grad_out[0];
     } else {
       gw = grad_out[0];
@@ -71,11 +78,11 @@ class StepProduct : public torch::autograd::Function<StepProduct> {
     ctx->saved_data["grads"] = recording.grads;
     ctx->saved_data["steps"] = recording.steps;
     ctx->saved_data["step"] = step;
-    ctx->saved_data["c_dim"] = c.numel() ? c.dim() : int64_t{0};
+    ctx->saved_data["c_sizes"] = c.numel() ? c.sizes().vec() : std::vector<int64_t>{};
     if (packed_backward.defined()) ctx->saved_data["packed"] = packed_backward.panels();
     ctx->set_materialize_grads(false);
     if (packed_forward.defined()) return {packed_forward.addmm(c.numel() ? c : torch::Tensor(), x)};
-    return {c.numel() ? torch::addmm(c, x, weight.t()) : torch::mm(x, weight.t())};
+    return {product(c.numel() ? c : torch::Tensor(), x, weight)};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
     const auto& dy = grad_out[0];
@@ -83,14 +90,14 @@ class StepProduct : public torch::autograd::Function<StepProduct> {
     const auto weight = ctx->saved_data["weight"].toTensor();
     ctx->saved_data["grads"].toTensorList().push_back(dy.detach());
     ctx->saved_data["steps"].toIntList().push_back(ctx->saved_data["step"].toInt());
-    const auto c_dim = ctx->saved_data["c_dim"].toInt();
-    const torch::Tensor dc = c_dim == 2 ? dy : c_dim == 1 ? dy.sum(0) : torch::Tensor();
+    const auto c_sizes = ctx->saved_data["c_sizes"].toIntVector();  // c: as dy, or a bias to broadcast
+    const torch::Tensor dc = c_sizes.empty() ? torch::Tensor() : dy.sizes() == c_sizes ? dy : dy.sum_to_size(c_sizes);
     torch::Tensor dx;
     if (ctx->needs_input_grad(0)) {  // not for a first step from a zero state
       const auto packed = ctx->saved_data.find("packed");
       dx = packed != ctx->saved_data.end()
                ? PackedMatrix(packed->second.toTensor(), weight.size(0), weight.size(1)).addmm(torch::Tensor(), dy)
-               : torch::mm(dy, weight);
+               : weight.dim() == 3 ? torch::bmm(dy, weight) : torch::mm(dy, weight);
     }
     return {dx, torch::Tensor(), dc, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
@@ -120,10 +127,10 @@ torch::Tensor StepWeight::addmm(const torch::Tensor& c, const torch::Tensor& x) 
   if (forward_.defined() && !deferred() && !torch::GradMode::is_enabled() && x.dim() == 2 &&
       (!c.defined() || c.dim() == 2 || c.dim() == 1))
     return forward_.addmm(c, x);
-  if (!deferred() || next_ >= steps_ || x.dim() != 2 || x.size(0) != rows_) {
+  if (!deferred() || next_ >= steps_ || x.dim() != weight_.dim() || x.size(-2) != rows_) {
     // a plain product (also the fallback for a step that does not fit the recording: autograd then
     // sends its dL/dW through RecordedWeight's own input gradient)
-    return c.defined() ? torch::addmm(c, x, weight_.t()) : torch::mm(x, weight_.t());
+    return product(c, x, weight_);
   }
   const auto step = next_++;
   // every input of a custom function must be defined: an empty tensor stands for "no c"

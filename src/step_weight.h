@@ -32,9 +32,11 @@ struct StepRecording;  // step_weight.cpp
 class StepWeight {
  public:
   StepWeight() = default;
-  // weight [N, K]; at most `steps` products, each of `rows` rows.
+  // weight [N, K], or a stack of D weights [D, N, K] (the products batched); at most `steps` products,
+  // each of `rows` rows.
   StepWeight(const torch::Tensor& weight, int64_t steps, int64_t rows);
-  // c + x W^T for the next step: x [rows, K]; c [rows, N], or [N] (a bias), or undefined.
+  // c + x W^T for the next step: x [rows, K]; c [rows, N], or [N] (a bias), or undefined. With a stack:
+  // x [D, rows, K]; c [D, rows, N], or [D, 1, N], or undefined.
   torch::Tensor addmm(const torch::Tensor& c, const torch::Tensor& x);
   bool deferred() const { return recording_ != nullptr; }
 
