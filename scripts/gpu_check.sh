@@ -13,7 +13,8 @@
 # Gloo, which that machine's LibTorch headers lack, and are left out). Then, for each training config, the
 # step with and without CUDA graphs (training.cuda_graphs) side by side, and at hidden 512 with graphs the
 # attention step fused and as autograd's expressions (bench --attention-step), and fused with TF32 products
-# (training.tf32). BENCH=graphs skips the full
+# (training.tf32). Each line gives the step's wall time, its parts (update: forward, loss and backward;
+# optimizer: clipping and Adam) and, with graphs, the GPU's time per replay. BENCH=graphs skips the full
 # benchmark runs and the batch sweep and keeps those comparisons only.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -58,8 +59,8 @@ for size in "256 64" "512 256"; do
       timeout 90 $S2S bench --part train --device cuda --variant $v --set model.hidden_size=$1 --batch-size $2 \
         --set $set_graphs -o "$OUT/train-$v-h$1-b$2-graphs-$g.json" 2>>"$OUT/graphs.log"
       python3 -c "import json,sys; j=json.load(open(sys.argv[1])); g=j['cuda_graphs'];
-print('%-13s h%-4d b%-4d graphs %-5s %7.2f ms/step %9.0f tgt tok/s padding %4.1f%%' % (j['variant'], j['hidden'], j['batch'], sys.argv[2], j['ms_per_step'], j['tgt_tokens_per_sec'], 100 * j['padding']),
-      '' if not g else '(%d recorded in %.1f s; %d steps replayed, %d eager)' % (g['recorded'], g['record_seconds'], g['replayed_steps'], g['eager_steps']))" \
+print('%-13s h%-4d b%-4d graphs %-5s %7.2f ms/step (update %.2f, optimizer %.2f) %9.0f tgt tok/s padding %4.1f%%' % (j['variant'], j['hidden'], j['batch'], sys.argv[2], j['ms_per_step'], j['update_ms'], j['optimizer_ms'], j['tgt_tokens_per_sec'], 100 * j['padding']),
+      '' if not g else '(GPU %.2f ms per replay; %d recorded in %.1f s; %d steps replayed, %d eager)' % (g['replay_gpu_ms'], g['recorded'], g['record_seconds'], g['replayed_steps'], g['eager_steps']))" \
         "$OUT/train-$v-h$1-b$2-graphs-$g.json" $g || tail -5 "$OUT/graphs.log"
     done
   done
@@ -72,7 +73,7 @@ for v in rnn+bahdanau rnn+qkv; do
       --set training.cuda_graphs=true --set training.tf32=$tf32 --attention-step ${a%+tf32} --count-ops \
       -o "$OUT/attention-$v-$a.json" 2>>"$OUT/graphs.log"
     python3 -c "import json,sys; j=json.load(open(sys.argv[1]));
-print('%-13s attention %-11s tf32 %-5s %7.2f ms/step %9.0f tgt tok/s first/last loss %.6f %.6f, %d operations per eager step' % (j['variant'], j['attention_step'], j['tf32'], j['ms_per_step'], j['tgt_tokens_per_sec'], j['first_loss'], j['last_loss'], j['ops_per_step']['total']))" \
+print('%-13s attention %-11s tf32 %-5s %7.2f ms/step (GPU %.2f per replay) %9.0f tgt tok/s first/last loss %.6f %.6f, %d operations per eager step' % (j['variant'], j['attention_step'], j['tf32'], j['ms_per_step'], j['cuda_graphs']['replay_gpu_ms'], j['tgt_tokens_per_sec'], j['first_loss'], j['last_loss'], j['ops_per_step']['total']))" \
       "$OUT/attention-$v-$a.json" || tail -5 "$OUT/graphs.log"
   done
 done | tee "$OUT/attention-table.log"

@@ -363,6 +363,11 @@ nlohmann::json run_train(const BenchOptions& o) {
   // it slows them down, so the rates of a profiled run are not comparable.
   std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
   std::vector<double> tok_rates, flop_rates, step_ms, losses;
+  // each timed step's two parts as the host sees them (no extra synchronisation): computing the update
+  // (forward, loss, backward; on a GPU it ends by reading the loss back, so it waits for the GPU), and
+  // clipping and the optimiser (on a GPU: the gradient norm read back and the update's launches)
+  std::vector<double> update_ms, optimizer_ms;
+  size_t timed_replays_from = 0;  // graphs: the first timed step's replay
   double tokens = 0;
   int64_t padded = 0, real = 0;
   if (o.warmup_steps == 0 && !o.profile.empty())
@@ -370,10 +375,17 @@ nlohmann::json run_train(const BenchOptions& o) {
   auto t_interval = Clock::now();
   for (int64_t step = 0; step < total; ++step) {
     update_options.seed = mix_seed(static_cast<uint64_t>(t.seed), 0, static_cast<uint64_t>(step));
+    const auto t_update = Clock::now();
     const auto u = compute_update(model, params, examples, {batches[step]}, t, device, update_options, nullptr);
+    const auto t_optimizer = Clock::now();
     losses.push_back(u.loss);
     clip_and_step(*optimizer, params, t.clip_norm, u.grad_square_sum);
+    if (step >= o.warmup_steps) {
+      update_ms.push_back(1000 * std::chrono::duration<double>(t_optimizer - t_update).count());
+      optimizer_ms.push_back(1000 * seconds_since(t_optimizer));
+    }
     if (step < o.warmup_steps) {
+      if (graphs) timed_replays_from = graphs->replay_gpu_ms().size();
       if (step + 1 == o.warmup_steps && !o.profile.empty())
         profile = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);
       sync(device);
@@ -398,6 +410,11 @@ nlohmann::json run_train(const BenchOptions& o) {
     }
   }
   profile.reset();  // writes the trace
+  auto timed_replays_gpu_ms = [&] {  // the median GPU time of the timed steps' replays
+    const auto& all = graphs->replay_gpu_ms();
+    return median(std::vector<double>(all.begin() + static_cast<std::ptrdiff_t>(std::min(timed_replays_from, all.size())),
+                                      all.end()));
+  };
   // --count-ops: the operations of one more step on the first timed batch, run eagerly (a recorded step
   // replays as one launch), on every shard's thread; the update is not applied.
   nlohmann::json ops;
@@ -441,6 +458,8 @@ nlohmann::json run_train(const BenchOptions& o) {
           {"tgt_tokens_per_sec", median(tok_rates)},
           {"tgt_tokens_per_sec_intervals", tok_rates},
           {"ms_per_step", median(step_ms)},
+          {"update_ms", median(update_ms)},
+          {"optimizer_ms", median(optimizer_ms)},
           {"gflops", median(flop_rates)},
           {"flops_per_tgt_token", all_flops / std::max(all_tokens, 1.0)},
           {"padding", 1.0 - static_cast<double>(real) / std::max<int64_t>(padded, 1)},
@@ -448,7 +467,8 @@ nlohmann::json run_train(const BenchOptions& o) {
                                                   {"recorded", graphs->graphs()},
                                                   {"record_seconds", record_seconds},
                                                   {"replayed_steps", graphs->replays()},
-                                                  {"eager_steps", graphs->eager()}}
+                                                  {"eager_steps", graphs->eager()},
+                                                  {"replay_gpu_ms", timed_replays_gpu_ms()}}
                                  : nlohmann::json(false)},
           {"tf32", t.tf32 && device.is_cuda()},
           {"first_loss", losses.front()},

@@ -8,6 +8,7 @@
 #include "error.h"
 
 #ifdef S2S_WITH_CUDA_GRAPHS
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -62,6 +63,8 @@ struct CudaGraphUpdate::Impl {
   decltype(at::cuda::graph_pool_handle()) pool = at::cuda::graph_pool_handle();
   std::optional<c10::cuda::CUDAStream> stream;  // the recording stream (never the default one)
   int64_t max_graphs = 256, graphs = 0, replays = 0, eager = 0;
+  std::optional<at::cuda::CUDAEvent> replay_start, replay_end;  // with timing (the default disables it)
+  std::vector<double> replay_ms;
 
   void allocate(const std::vector<torch::Tensor>& params) {
     if (!grads.empty()) return;
@@ -127,8 +130,15 @@ Update CudaGraphUpdate::run(Seq2Seq& model, const std::vector<torch::Tensor>& pa
     s.inputs.tgt_out.copy_(padded.tgt_out);
   }
   ++s.runs;
-  if (s.graph) {
+  const bool replay = s.graph != nullptr;
+  if (replay) {
+    if (!I.replay_start) {
+      I.replay_start.emplace(cudaEventDefault);
+      I.replay_end.emplace(cudaEventDefault);
+    }
+    I.replay_start->record();
     s.graph->replay();
+    I.replay_end->record();
     ++I.replays;
   } else if (s.runs >= 2 && I.graphs < I.max_graphs) {
     I.record(s, model, params, t, device);  // a second batch of this shape: worth a graph
@@ -140,7 +150,8 @@ Update CudaGraphUpdate::run(Seq2Seq& model, const std::vector<torch::Tensor>& pa
   for (size_t i = 0; i < params.size(); ++i)
     if (!params[i].grad().is_same(I.grads[i])) params[i].mutable_grad() = I.grads[i];
   Update u;
-  u.loss = I.loss.item<double>();
+  u.loss = I.loss.item<double>();  // waits for the step
+  if (replay) I.replay_ms.push_back(static_cast<double>(I.replay_start->elapsed_time(*I.replay_end)));
   u.tokens = batch.tgt_tokens;
   u.padded_cells = padded.padded_tokens;
   u.real_cells = batch.real_tokens;
@@ -174,6 +185,7 @@ void CudaGraphUpdate::prepare(Seq2Seq& model, const std::vector<torch::Tensor>& 
 int64_t CudaGraphUpdate::graphs() const { return impl_->graphs; }
 int64_t CudaGraphUpdate::replays() const { return impl_->replays; }
 int64_t CudaGraphUpdate::eager() const { return impl_->eager; }
+const std::vector<double>& CudaGraphUpdate::replay_gpu_ms() const { return impl_->replay_ms; }
 
 #else  // a LibTorch without CUDA
 
@@ -197,6 +209,10 @@ void CudaGraphUpdate::prepare(Seq2Seq&, const std::vector<torch::Tensor>&, const
 int64_t CudaGraphUpdate::graphs() const { return 0; }
 int64_t CudaGraphUpdate::replays() const { return 0; }
 int64_t CudaGraphUpdate::eager() const { return 0; }
+const std::vector<double>& CudaGraphUpdate::replay_gpu_ms() const {
+  static const std::vector<double> none;
+  return none;
+}
 
 #endif
 

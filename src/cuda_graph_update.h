@@ -60,6 +60,9 @@ class CudaGraphUpdate {
   int64_t graphs() const;   // recorded so far
   int64_t replays() const;  // steps that replayed a graph
   int64_t eager() const;    // steps that ran eagerly
+  // The GPU's time of each replay so far, in ms (CUDA events around the replay): against the wall time
+  // of a step, what the step spends outside the graph (batch copies, clipping, Adam, the loss read back).
+  const std::vector<double>& replay_gpu_ms() const;
 
  private:
   struct Impl;

@@ -478,6 +478,9 @@ TEST(Cli, BenchTrainPartTakesConfigOverridesAndReportsTheStepTime) {
   // intervals (each an average of two steps) leave between the two figures
   EXPECT_GT(tokens_per_step, 32 * 0.8);
   EXPECT_LT(tokens_per_step, 72 * 1.2);
+  // the step's two parts, each timed on its own
+  EXPECT_GT(j.at("update_ms").get<double>(), 0.0);
+  EXPECT_GT(j.at("optimizer_ms").get<double>(), 0.0);
 
   // A key that does not exist, and a device this machine lacks, are errors that say what is wrong.
   auto bad_key = base;
