@@ -34,29 +34,6 @@ CellState RecurrentCellImpl::initial_state(const torch::Tensor& h0) const {
   return {h0, type_ == CellType::LSTM ? torch::zeros_like(h0) : torch::Tensor()};
 }
 
-CellState cell_update(CellType type, const torch::Tensor& x_proj, const CellState& prev, const torch::Tensor& b_hh,
-                      const std::function<torch::Tensor(const torch::Tensor&)>& recurrent) {
-  switch (type) {
-    case CellType::RNN:
-      return {torch::tanh(recurrent(x_proj)), {}};
-    case CellType::GRU: {
-      auto hh = recurrent(b_hh).chunk(3, -1);  // [..., hidden] x 3
-      auto xx = x_proj.chunk(3, -1);
-      auto r = torch::sigmoid(xx[0] + hh[0]);
-      auto z = torch::sigmoid(xx[1] + hh[1]);
-      auto n = torch::tanh(xx[2] + r * hh[2]);
-      return {(1 - z) * n + z * prev.h, {}};
-    }
-    case CellType::LSTM: {
-      auto g = recurrent(x_proj).chunk(4, -1);
-      auto i = torch::sigmoid(g[0]), f = torch::sigmoid(g[1]), o = torch::sigmoid(g[3]);
-      auto c = f * prev.c + i * torch::tanh(g[2]);
-      return {o * torch::tanh(c), c};
-    }
-  }
-  return {};
-}
-
 CellState RecurrentCellImpl::step(const torch::Tensor& x_proj, const CellState& prev, StepWeight* w_hh) const {
   return cell_update(type_, x_proj, prev, b_hh, [&](const torch::Tensor& c) {  // c + W_hh h_{t-1}
     return w_hh ? w_hh->addmm(c, prev.h) : torch::addmm(c, prev.h, W_hh.t());

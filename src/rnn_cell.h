@@ -7,7 +7,6 @@
 //   gru  : [r z n] gates as in Cho et al. (2014) / PyTorch's GRU, with bias b_hh on the recurrent side
 //   lstm : [i f g o] gates as in PyTorch's LSTM; the state carries the memory cell
 #pragma once
-#include <functional>
 #include <string>
 
 #include <torch/torch.h>
@@ -29,8 +28,31 @@ struct CellState {
 // One step's gate arithmetic, given recurrent(c) = c + W_hh h_{t-1} (c: x_proj for rnn and lstm, the
 // recurrent bias b_hh for gru). Gates lie along the last dimension: x_proj [..., gates*hidden], states
 // [..., hidden], so a stack of cells' steps ([directions, batch, ...]) goes through as one.
+// (A template: it runs at every step of every recurrence, and a std::function of the callers' lambdas
+// would allocate each time.)
+template <class Recurrent>
 CellState cell_update(CellType type, const torch::Tensor& x_proj, const CellState& prev, const torch::Tensor& b_hh,
-                      const std::function<torch::Tensor(const torch::Tensor&)>& recurrent);
+                      const Recurrent& recurrent) {
+  switch (type) {
+    case CellType::RNN:
+      return {torch::tanh(recurrent(x_proj)), {}};
+    case CellType::GRU: {
+      auto hh = recurrent(b_hh).chunk(3, -1);  // [..., hidden] x 3
+      auto xx = x_proj.chunk(3, -1);
+      auto r = torch::sigmoid(xx[0] + hh[0]);
+      auto z = torch::sigmoid(xx[1] + hh[1]);
+      auto n = torch::tanh(xx[2] + r * hh[2]);
+      return {(1 - z) * n + z * prev.h, {}};
+    }
+    case CellType::LSTM: {
+      auto g = recurrent(x_proj).chunk(4, -1);
+      auto i = torch::sigmoid(g[0]), f = torch::sigmoid(g[1]), o = torch::sigmoid(g[3]);
+      auto c = f * prev.c + i * torch::tanh(g[2]);
+      return {o * torch::tanh(c), c};
+    }
+  }
+  return {};
+}
 
 class RecurrentCellImpl : public torch::nn::Module {
  public:
