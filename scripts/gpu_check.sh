@@ -12,9 +12,11 @@
 # FULL_TESTS=1 also runs the whole suite there (a few minutes on 16 cores; the multi-process tests need
 # Gloo, which that machine's LibTorch headers lack, and are left out). Then, for each training config, the
 # step with and without CUDA graphs (training.cuda_graphs) side by side, and at hidden 512 with graphs the
-# attention step fused and as autograd's expressions (bench --attention-step), and fused with TF32 products
-# (training.tf32). Each line gives the step's wall time, its parts (update: forward, loss and backward;
-# optimizer: clipping and Adam) and, with graphs, the GPU's time per replay. BENCH=graphs skips the full
+# attention step fused and as autograd's expressions (bench --attention-step), fused with TF32 products
+# (training.tf32), and fused with the clipping and Adam run after each replay instead of recorded in the
+# graphs (bench --optimizer-in-graph off). Each line gives the step's wall time, its parts (update: forward,
+# loss and backward, with graphs the recorded optimizer's step too; optimizer: clipping and Adam when run
+# outside) and, with graphs, the GPU's time per replay. BENCH=graphs skips the full
 # benchmark runs and the batch sweep and keeps those comparisons only.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -65,15 +67,16 @@ print('%-13s h%-4d b%-4d graphs %-5s %7.2f ms/step (update %.2f, optimizer %.2f)
     done
   done
 done | tee "$OUT/graphs-table.log"
-log "with graphs, hidden 512, batch 256: the attention step fused (the default) and as autograd's expressions; then fused with TF32 products (training.tf32)"
+log "with graphs, hidden 512, batch 256: the attention step fused (the default) and as autograd's expressions; fused with TF32 products (training.tf32); fused with the optimizer outside the graphs"
 for v in rnn+bahdanau rnn+qkv; do
-  for a in expressions fused fused+tf32; do
+  for a in expressions fused fused+tf32 fused+optimizer-outside; do
     tf32=false; [ $a = fused+tf32 ] && tf32=true
+    in_graph=on; [ $a = fused+optimizer-outside ] && in_graph=off
     timeout 90 $S2S bench --part train --device cuda --variant $v --set model.hidden_size=512 --batch-size 256 \
-      --set training.cuda_graphs=true --set training.tf32=$tf32 --attention-step ${a%+tf32} --count-ops \
-      -o "$OUT/attention-$v-$a.json" 2>>"$OUT/graphs.log"
+      --set training.cuda_graphs=true --set training.tf32=$tf32 --attention-step ${a%%+*} --count-ops \
+      --optimizer-in-graph $in_graph -o "$OUT/attention-$v-$a.json" 2>>"$OUT/graphs.log"
     python3 -c "import json,sys; j=json.load(open(sys.argv[1]));
-print('%-13s attention %-11s tf32 %-5s %7.2f ms/step (GPU %.2f per replay) %9.0f tgt tok/s first/last loss %.6f %.6f, %d operations per eager step' % (j['variant'], j['attention_step'], j['tf32'], j['ms_per_step'], j['cuda_graphs']['replay_gpu_ms'], j['tgt_tokens_per_sec'], j['first_loss'], j['last_loss'], j['ops_per_step']['total']))" \
+print('%-13s attention %-11s tf32 %-5s optimizer in graph %-5s %7.2f ms/step (update %.2f, optimizer %.2f; GPU %.2f per replay) %9.0f tgt tok/s first/last loss %.6f %.6f, %d operations per eager step' % (j['variant'], j['attention_step'], j['tf32'], j['optimizer_in_graph'], j['ms_per_step'], j['update_ms'], j['optimizer_ms'], j['cuda_graphs']['replay_gpu_ms'], j['tgt_tokens_per_sec'], j['first_loss'], j['last_loss'], j['ops_per_step']['total']))" \
       "$OUT/attention-$v-$a.json" || tail -5 "$OUT/graphs.log"
   done
 done | tee "$OUT/attention-table.log"

@@ -27,6 +27,7 @@
 #include "data.h"
 #include "encoder.h"
 #include "error.h"
+#include "graph_adam.h"
 #include "metrics.h"
 #include "model.h"
 #include "op_count.h"
@@ -294,6 +295,7 @@ void apply_route_switches(const BenchOptions& o) {
   PackedMatrix::allow(o.cpu_kernels == "on");
   set_row_kernels(o.cpu_kernels == "on");
   set_batched_directions_on_cpu(o.cpu_kernels == "off");
+  set_optimizer_in_graph(o.optimizer_in_graph == "on");
 }
 
 nlohmann::json run_train(const BenchOptions& o) {
@@ -341,12 +343,13 @@ nlohmann::json run_train(const BenchOptions& o) {
   // run has them after its first few hundred steps (the recording's cost is reported on its own).
   const auto graphs = make_graph_update(t, device, /*one_process=*/true);
   update_options.graphs = graphs.get();
+  update_options.optimizer = optimizer.get();
   double record_seconds = 0;
   if (graphs) {
     std::vector<Batch> timed;
     for (int64_t step = 0; step < total; ++step) timed.push_back(make_batch(examples, batches[step]));
     const auto t0 = Clock::now();
-    graphs->prepare(model, params, timed, t, device);
+    graphs->prepare(model, params, timed, t, device, optimizer.get());
     record_seconds = seconds_since(t0);
   }
   // Floating-point operations of a batch as computed: each shard with its own padded lengths.
@@ -379,7 +382,7 @@ nlohmann::json run_train(const BenchOptions& o) {
     const auto u = compute_update(model, params, examples, {batches[step]}, t, device, update_options, nullptr);
     const auto t_optimizer = Clock::now();
     losses.push_back(u.loss);
-    clip_and_step(*optimizer, params, t.clip_norm, u.grad_square_sum);
+    if (!u.stepped) clip_and_step(*optimizer, params, t.clip_norm, u.grad_square_sum);
     if (step >= o.warmup_steps) {
       update_ms.push_back(1000 * std::chrono::duration<double>(t_optimizer - t_update).count());
       optimizer_ms.push_back(1000 * seconds_since(t_optimizer));
@@ -471,6 +474,7 @@ nlohmann::json run_train(const BenchOptions& o) {
                                                   {"replay_gpu_ms", timed_replays_gpu_ms()}}
                                  : nlohmann::json(false)},
           {"tf32", t.tf32 && device.is_cuda()},
+          {"optimizer_in_graph", graphs && graphs->optimizer_recorded()},
           {"first_loss", losses.front()},
           {"last_loss", losses.back()},
           {"peak_rss_mib", peak_rss_mib()}};
@@ -607,6 +611,7 @@ nlohmann::json run_child(const BenchOptions& o, const std::string& part, const L
       << " --warmup-steps " << o.warmup_steps << " --interval-steps " << o.interval_steps << " --intervals "
       << o.intervals << " --translate-repeats " << o.translate_repeats << " --device " << quote(o.device)
       << " --attention-step " << o.attention_step << " --cpu-kernels " << o.cpu_kernels
+      << " --optimizer-in-graph " << o.optimizer_in_graph
       << " --output " << quote(file.string());
   for (const auto& kv : o.sets) cmd << " --set " << quote(kv);
   if (!variant.empty()) cmd << " --variant " << quote(variant);

@@ -46,6 +46,9 @@ struct BenchOptions {
   // loss's row blocks) switched off, so the CPU takes the route a GPU takes: for counting a GPU's
   // operations on the CPU (count_ops).
   std::string cpu_kernels = "on";
+  // With CUDA graphs: "on" records the clipping and Adam's update in the graphs (graph_adam.h), "off" runs
+  // them after each replay, to compare the two.
+  std::string optimizer_in_graph = "on";
   bool count_ops = false;  // train part: count the LibTorch operations of one step (op_count.h)
   std::string device = "cpu";     // cpu | cuda | cuda:N | auto: where the ceiling, training and translation run
   std::vector<std::string> sets;  // config overrides KEY=VALUE for every part (e.g. model.hidden_size=512)

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "error.h"
+#include "graph_adam.h"
 
 #ifdef S2S_WITH_CUDA_GRAPHS
 #include <ATen/cuda/CUDAEvent.h>
@@ -65,6 +66,25 @@ struct CudaGraphUpdate::Impl {
   int64_t max_graphs = 256, graphs = 0, replays = 0, eager = 0;
   std::optional<at::cuda::CUDAEvent> replay_start, replay_end;  // with timing (the default disables it)
   std::vector<double> replay_ms;
+  bool bound = false;  // to the optimizer of the first run (none, or the one in `adam`)
+  torch::optim::Optimizer* optimizer = nullptr;
+  std::unique_ptr<GraphAdam> adam;  // the optimizer's step as part of every run, when it can be
+
+  void bind(torch::optim::Optimizer* o, const std::vector<torch::Tensor>& params, const TrainingConfig& t) {
+    if (bound) {
+      TORCH_CHECK(o == optimizer, "CudaGraphUpdate: the graphs were recorded with another optimizer");
+      return;
+    }
+    bound = true;
+    optimizer = o;
+    if (!o || !optimizer_in_graph()) return;
+    std::string why;
+    adam = GraphAdam::make(*o, params, t.clip_norm, &why);
+    if (adam)
+      spdlog::info("[train] CUDA graphs: the clipping and Adam's update are recorded with the step");
+    else
+      spdlog::info("[train] CUDA graphs: the optimizer's step runs after each replay ({})", why);
+  }
 
   void allocate(const std::vector<torch::Tensor>& params) {
     if (!grads.empty()) return;
@@ -75,6 +95,7 @@ struct CudaGraphUpdate::Impl {
 
   void body(Seq2Seq& model, const std::vector<torch::Tensor>& params, const Batch& in, const TrainingConfig& t) {
     graph_step_body(model, params, in, t, grads, loss);
+    if (adam) adam->apply(grads);
   }
 
   // Warms the shape up on the recording stream (this run's results are the step's), then records it.
@@ -114,9 +135,10 @@ CudaGraphUpdate::CudaGraphUpdate(int64_t length_step, int64_t max_graphs)
 bool CudaGraphUpdate::available() { return true; }
 
 Update CudaGraphUpdate::run(Seq2Seq& model, const std::vector<torch::Tensor>& params, const Batch& batch,
-                            const TrainingConfig& t, const torch::Device& device) {
+                            const TrainingConfig& t, const torch::Device& device, torch::optim::Optimizer* optimizer) {
   TORCH_CHECK(device.is_cuda(), "CudaGraphUpdate: a CUDA device expected, got ", device.str());
   auto& I = *impl_;
+  I.bind(optimizer, params, t);
   I.allocate(params);
   const auto shape = shape_of(batch);
   const auto padded = pad_batch(batch, shape[0], shape[1], shape[2]);
@@ -130,6 +152,7 @@ Update CudaGraphUpdate::run(Seq2Seq& model, const std::vector<torch::Tensor>& pa
     s.inputs.tgt_out.copy_(padded.tgt_out);
   }
   ++s.runs;
+  if (I.adam) I.adam->begin_step();
   const bool replay = s.graph != nullptr;
   if (replay) {
     if (!I.replay_start) {
@@ -151,6 +174,7 @@ Update CudaGraphUpdate::run(Seq2Seq& model, const std::vector<torch::Tensor>& pa
     if (!params[i].grad().is_same(I.grads[i])) params[i].mutable_grad() = I.grads[i];
   Update u;
   u.loss = I.loss.item<double>();  // waits for the step
+  u.stepped = I.adam != nullptr;
   if (replay) I.replay_ms.push_back(static_cast<double>(I.replay_start->elapsed_time(*I.replay_end)));
   u.tokens = batch.tgt_tokens;
   u.padded_cells = padded.padded_tokens;
@@ -159,9 +183,14 @@ Update CudaGraphUpdate::run(Seq2Seq& model, const std::vector<torch::Tensor>& pa
 }
 
 void CudaGraphUpdate::prepare(Seq2Seq& model, const std::vector<torch::Tensor>& params,
-                              const std::vector<Batch>& batches, const TrainingConfig& t, const torch::Device& device) {
+                              const std::vector<Batch>& batches, const TrainingConfig& t, const torch::Device& device,
+                              torch::optim::Optimizer* optimizer) {
   auto& I = *impl_;
+  I.bind(optimizer, params, t);
   I.allocate(params);
+  // A recording's warm-up run updates the model when the step includes the optimizer's: put back after.
+  std::optional<GraphAdam::Saved> saved;
+  if (I.adam) saved = I.adam->save();
   // The warm-up runs draw dropout masks: the generator is put back, so the run continues as without them.
   auto generator = at::globalContext().defaultGenerator(device);
   torch::Tensor rng;
@@ -174,8 +203,10 @@ void CudaGraphUpdate::prepare(Seq2Seq& model, const std::vector<torch::Tensor>& 
     auto& s = I.shapes[shape];
     if (s.graph || I.graphs >= I.max_graphs) continue;
     s.inputs = pad_batch(batch, shape[0], shape[1], shape[2]).to(device);
+    if (I.adam) I.adam->begin_step();
     I.record(s, model, params, t, device);
   }
+  if (saved) I.adam->restore(*saved);
   {
     std::lock_guard<std::mutex> lock(generator.mutex());
     generator.set_state(rng);
@@ -185,6 +216,7 @@ void CudaGraphUpdate::prepare(Seq2Seq& model, const std::vector<torch::Tensor>& 
 int64_t CudaGraphUpdate::graphs() const { return impl_->graphs; }
 int64_t CudaGraphUpdate::replays() const { return impl_->replays; }
 int64_t CudaGraphUpdate::eager() const { return impl_->eager; }
+bool CudaGraphUpdate::optimizer_recorded() const { return impl_->adam != nullptr; }
 const std::vector<double>& CudaGraphUpdate::replay_gpu_ms() const { return impl_->replay_ms; }
 
 #else  // a LibTorch without CUDA
@@ -197,18 +229,19 @@ CudaGraphUpdate::CudaGraphUpdate(int64_t length_step, int64_t)
 bool CudaGraphUpdate::available() { return false; }
 
 Update CudaGraphUpdate::run(Seq2Seq&, const std::vector<torch::Tensor>&, const Batch&, const TrainingConfig&,
-                            const torch::Device&) {
+                            const torch::Device&, torch::optim::Optimizer*) {
   throw Error(kNoCuda);
 }
 
 void CudaGraphUpdate::prepare(Seq2Seq&, const std::vector<torch::Tensor>&, const std::vector<Batch>&,
-                              const TrainingConfig&, const torch::Device&) {
+                              const TrainingConfig&, const torch::Device&, torch::optim::Optimizer*) {
   throw Error(kNoCuda);
 }
 
 int64_t CudaGraphUpdate::graphs() const { return 0; }
 int64_t CudaGraphUpdate::replays() const { return 0; }
 int64_t CudaGraphUpdate::eager() const { return 0; }
+bool CudaGraphUpdate::optimizer_recorded() const { return false; }
 const std::vector<double>& CudaGraphUpdate::replay_gpu_ms() const {
   static const std::vector<double> none;
   return none;

@@ -14,6 +14,9 @@
 // (whose graph-safe state advances the same way in both): a run resumed from a checkpoint, which starts
 // with fresh graphs, continues exactly as an uninterrupted one.
 //
+// With the optimizer (run's `optimizer`), the graph also records the clipping and Adam's update
+// (graph_adam.h), so a replayed step waits for the device once, to read the loss back.
+//
 // Graphs share one memory pool (they run one at a time, and the only tensors that outlive a run, the
 // inputs, the gradients and the loss, are allocated outside it), so a graph costs little more than its
 // list of kernels; at most `max_graphs` shapes are recorded, later new shapes run eagerly. Batches are
@@ -45,21 +48,26 @@ class CudaGraphUpdate {
   static bool available();
 
   // compute_update for one batch (`batch` on the CPU, unpadded) on a CUDA device: leaves the gradient of
-  // the mean token loss in the parameters' .grad.
+  // the mean token loss in the parameters' .grad. With `optimizer` (the same one at every call), the
+  // clipping (t.clip_norm) and the optimizer's update are done too, recorded in the graphs, when
+  // GraphAdam can do them (graph_adam.h: Adam without weight decay or amsgrad); Update::stepped says
+  // whether they were, and the caller steps the optimizer itself when not.
   Update run(Seq2Seq& model, const std::vector<torch::Tensor>& params, const Batch& batch, const TrainingConfig& t,
-             const torch::Device& device);
+             const torch::Device& device, torch::optim::Optimizer* optimizer = nullptr);
 
-  // Records the graphs of these batches' shapes now, without updating the model: the benchmark's way of
-  // timing the steady state that a long run reaches after its first few hundred steps. LibTorch's CUDA
-  // generator is put back afterwards, so the dropout masks of the steps that follow are unchanged.
+  // Records the graphs of these batches' shapes now, without updating the model (or the optimizer's
+  // state): the benchmark's way of timing the steady state that a long run reaches after its first few
+  // hundred steps. LibTorch's CUDA generator is put back afterwards, so the dropout masks of the steps that
+  // follow are unchanged.
   void prepare(Seq2Seq& model, const std::vector<torch::Tensor>& params, const std::vector<Batch>& batches,
-               const TrainingConfig& t, const torch::Device& device);
+               const TrainingConfig& t, const torch::Device& device, torch::optim::Optimizer* optimizer = nullptr);
 
   // The padded shape a batch runs in: {rows, src_len, tgt_len}.
   std::vector<int64_t> shape_of(const Batch& batch) const;
   int64_t graphs() const;   // recorded so far
   int64_t replays() const;  // steps that replayed a graph
   int64_t eager() const;    // steps that ran eagerly
+  bool optimizer_recorded() const;  // the runs include the optimizer's step (GraphAdam)
   // The GPU's time of each replay so far, in ms (CUDA events around the replay): against the wall time
   // of a step, what the step spends outside the graph (batch copies, clipping, Adam, the loss read back).
   const std::vector<double>& replay_gpu_ms() const;

@@ -133,6 +133,10 @@ int main(int argc, char** argv) {
                         "switched off and a bidirectional encoder's directions batched, the route a GPU takes (with "
                         "--count-ops: a GPU's operations counted on the CPU)")
       ->capture_default_str()->check(CLI::IsMember({"on", "off"}));
+  bench_cmd->add_option("--optimizer-in-graph", bench.optimizer_in_graph,
+                        "train part with training.cuda_graphs: on (the clipping and Adam's update recorded in the "
+                        "graphs), or off (run after each replay), to compare them")
+      ->capture_default_str()->check(CLI::IsMember({"on", "off"}));
   bench_cmd->add_flag("--count-ops", bench.count_ops,
                       "train part: also count the LibTorch operations of one training step, forward and backward "
                       "(on a GPU, its kernel launches)");

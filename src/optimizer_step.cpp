@@ -160,21 +160,6 @@ std::optional<std::vector<Slot>> fused_slots(torch::optim::Adam& adam) {
   });
 }
 
-// Adam::step's bookkeeping: the state made on first use, as LibTorch makes it, and the step counted.
-torch::optim::AdamParamState& next_step_state(torch::optim::Adam& adam, const torch::Tensor& p) {
-  auto* found = adam_state(adam, p);
-  if (!found) {
-    auto fresh = std::make_unique<torch::optim::AdamParamState>();
-    fresh->step(0);
-    fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-    fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-    found = fresh.get();
-    adam.state().emplace(state_key(adam.state(), p), std::move(fresh));
-  }
-  found->step(found->step() + 1);
-  return *found;
-}
-
 // The state of each slot for this step and the scalars of its update.
 void prepare_state(torch::optim::Adam& adam, std::vector<Slot>& slots, float scale) {
   for (auto& slot : slots) {
@@ -308,6 +293,20 @@ torch::optim::AdamParamState* adam_state(torch::optim::Adam& adam, const torch::
   auto& states = adam.state();
   const auto it = states.find(state_key(states, p));
   return it == states.end() ? nullptr : static_cast<torch::optim::AdamParamState*>(it->second.get());
+}
+
+torch::optim::AdamParamState& next_step_state(torch::optim::Adam& adam, const torch::Tensor& p) {
+  auto* found = adam_state(adam, p);
+  if (!found) {
+    auto fresh = std::make_unique<torch::optim::AdamParamState>();
+    fresh->step(0);
+    fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    found = fresh.get();
+    adam.state().emplace(state_key(adam.state(), p), std::move(fresh));
+  }
+  found->step(found->step() + 1);
+  return *found;
 }
 
 double clip_and_step(torch::optim::Optimizer& optimizer, const std::vector<torch::Tensor>& params,

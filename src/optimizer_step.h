@@ -26,6 +26,10 @@ double clip_and_step(torch::optim::Optimizer& optimizer, const std::vector<torch
 // The Adam state LibTorch keeps for parameter p (nullptr before its first step).
 torch::optim::AdamParamState* adam_state(torch::optim::Adam& adam, const torch::Tensor& p);
 
+// Adam::step's bookkeeping for parameter p: its state, made on first use as LibTorch makes it (zero
+// moments), with the step counted.
+torch::optim::AdamParamState& next_step_state(torch::optim::Adam& adam, const torch::Tensor& p);
+
 // The fused routes on (the default) or off (LibTorch's clip_grad_norm_ and Adam::step).
 void set_fused_optimizer(bool enabled);
 bool fused_optimizer_enabled();

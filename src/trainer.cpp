@@ -333,6 +333,7 @@ int train(const TrainOptions& options) {
                  update_options.shards);
   const auto graphs = make_graph_update(t, device, /*one_process=*/!group);
   update_options.graphs = graphs.get();
+  update_options.optimizer = optimizer.get();
   const double elapsed_before = state.elapsed_seconds;
   const auto t_loop = Clock::now();
   auto t_interval = Clock::now();
@@ -365,7 +366,7 @@ int train(const TrainOptions& options) {
                       u.loss, state.step + 1);
         return 1;
       }
-      clip_and_step(*optimizer, params, t.clip_norm, u.grad_square_sum);
+      if (!u.stepped) clip_and_step(*optimizer, params, t.clip_norm, u.grad_square_sum);
       ++state.step;
       state.batch_in_epoch += window;
       interval_loss += u.loss;

@@ -35,12 +35,17 @@ struct Update {
   // shards' gradients added up on one process: the clipping norm then needs no pass of its own); < 0 when
   // not known.
   double grad_square_sum = -1;
+  // The optimizer's step (clipping included) was already applied with the update (UpdateOptions::optimizer
+  // and CUDA graphs): the caller must not step it again. The gradients left in .grad are then clipped.
+  bool stepped = false;
 };
 
 struct UpdateOptions {
   int64_t shards = 1;  // threads per batch (CPU); 1 = the batch as a whole
   uint64_t seed = 0;   // this update's random stream for the shards' dropout (see random.h)
   CudaGraphUpdate* graphs = nullptr;  // GPU, one batch, no process group: the step as CUDA graphs
+  // With graphs: the run's optimizer, for the graphs to record its step too (CudaGraphUpdate::run)
+  torch::optim::Optimizer* optimizer = nullptr;
 };
 
 // Forward and backward of `batches` (index lists into `examples`; may be empty on a rank that has none

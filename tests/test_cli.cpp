@@ -481,6 +481,7 @@ TEST(Cli, BenchTrainPartTakesConfigOverridesAndReportsTheStepTime) {
   // the step's two parts, each timed on its own
   EXPECT_GT(j.at("update_ms").get<double>(), 0.0);
   EXPECT_GT(j.at("optimizer_ms").get<double>(), 0.0);
+  EXPECT_EQ(j.at("optimizer_in_graph"), false);  // only with CUDA graphs
 
   // A key that does not exist, and a device this machine lacks, are errors that say what is wrong.
   auto bad_key = base;

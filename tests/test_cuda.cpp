@@ -190,9 +190,10 @@ TEST(Cuda, GraphRunsOfOneShapeAreBitwiseEqualDropoutIncluded) {
   }
 }
 
-// Eight updates (Adam, clipping) over batches of three shapes, each shape coming back, with and without
-// graphs, from the same weights and without dropout: the losses follow each other within float32 sums in
-// another order (the graphs' batches are padded), and so do the first update's gradients.
+// Eight updates (Adam, clipping) over batches of three shapes, each shape coming back, without graphs,
+// with graphs and the optimizer's step after each, and with the step recorded in the graphs (GraphAdam),
+// from the same weights and without dropout: the losses follow each other within float32 sums in another
+// order (the graphs' batches are padded), and so do the first update's gradients (before clipping).
 TEST(Cuda, TrainingWithGraphsFollowsTrainingWithout) {
   SKIP_WITHOUT_CUDA();
   const torch::Device device(torch::kCUDA);
@@ -203,10 +204,10 @@ TEST(Cuda, TrainingWithGraphsFollowsTrainingWithout) {
   for (const std::string cell : {"rnn", "gru"}) {
     for (const std::string attention : {"bahdanau", "qkv"}) {
       const std::string what = cell + "+" + attention;
-      std::vector<std::vector<double>> losses(2);
-      std::vector<std::vector<torch::Tensor>> first_grads(2);
-      int64_t replays = 0;
-      for (int with_graphs = 0; with_graphs < 2; ++with_graphs) {
+      std::vector<std::vector<double>> losses(3);
+      std::vector<std::vector<torch::Tensor>> first_grads(3);
+      std::vector<int64_t> replays(3, 0);
+      for (int with_graphs = 0; with_graphs < 3; ++with_graphs) {  // 2: the optimizer recorded too
         torch::manual_seed(11);
         Seq2Seq model(small_model(cell, attention, 0), kSrcVocab, kTgtVocab);
         model->to(device);
@@ -219,22 +220,87 @@ TEST(Cuda, TrainingWithGraphsFollowsTrainingWithout) {
         CudaGraphUpdate graphs(4);
         UpdateOptions options;
         if (with_graphs) options.graphs = &graphs;
+        if (with_graphs == 2) options.optimizer = &adam;
         for (int b : order) {
           const auto u = compute_update(model, params, examples, {batches[b]}, t, device, options, nullptr);
           losses[with_graphs].push_back(u.loss);
-          if (first_grads[with_graphs].empty()) first_grads[with_graphs] = grads_on_cpu(params);
-          clip_and_step(adam, params, t.clip_norm, u.grad_square_sum);
+          EXPECT_EQ(u.stepped, with_graphs == 2) << what;
+          // (with the step recorded, the gradients left are clipped: only the losses are compared)
+          if (first_grads[with_graphs].empty() && !u.stepped) first_grads[with_graphs] = grads_on_cpu(params);
+          if (!u.stepped) clip_and_step(adam, params, t.clip_norm, u.grad_square_sum);
         }
-        if (with_graphs) replays = graphs.replays();
+        if (with_graphs) replays[with_graphs] = graphs.replays();
+        if (with_graphs == 2) {
+          EXPECT_TRUE(graphs.optimizer_recorded()) << what;
+        }
       }
-      EXPECT_GE(replays, 2) << what << ": the shapes' later batches should replay";
-      for (size_t k = 0; k < order.size(); ++k)
-        EXPECT_NEAR(losses[1][k], losses[0][k], 1e-4 * losses[0][k]) << what << " step " << k;
+      for (int g = 1; g < 3; ++g) {
+        EXPECT_GE(replays[g], 2) << what << ": the shapes' later batches should replay";
+        for (size_t k = 0; k < order.size(); ++k)
+          EXPECT_NEAR(losses[g][k], losses[0][k], 1e-4 * losses[0][k]) << what << " graphs " << g << " step " << k;
+      }
       for (size_t i = 0; i < first_grads[0].size(); ++i) {
         const double scale = std::max(max_abs(first_grads[0][i]), 1e-6);
         EXPECT_LE(max_abs(first_grads[1][i] - first_grads[0][i]), 1e-4 * scale) << what << " gradient " << i;
       }
     }
+  }
+}
+
+// The benchmark records its batches' graphs first (prepare), with the optimizer's step in them: that
+// leaves the model, Adam's state and the generator as they were, and the first run of a prepared shape
+// replays its graph, steps the optimizer and moves the model as a run without graphs does.
+TEST(Cuda, PrepareWithTheOptimizerChangesNothingAndTheReplaysStep) {
+  SKIP_WITHOUT_CUDA();
+  const torch::Device device(torch::kCUDA);
+  const auto examples = make_examples(16, 4);
+  std::vector<int64_t> all(examples.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+  TrainingConfig t;
+  t.clip_norm = 1.0;
+  std::vector<std::vector<torch::Tensor>> before(2), after(2);
+  std::vector<double> loss(2);
+  for (int with_graphs = 0; with_graphs < 2; ++with_graphs) {
+    torch::manual_seed(3);
+    Seq2Seq model(small_model("rnn", "bahdanau", 0), kSrcVocab, kTgtVocab);
+    model->to(device);
+    model->train();
+    const auto params = model->parameters();
+    torch::optim::Adam adam(params, torch::optim::AdamOptions(0.003));
+    CudaGraphUpdate graphs(4);
+    UpdateOptions options;
+    for (const auto& p : params) before[with_graphs].push_back(p.detach().cpu().clone());
+    if (with_graphs) {
+      graphs.prepare(model, params, {make_batch(examples, all)}, t, device, &adam);
+      EXPECT_EQ(graphs.graphs(), 1);
+      EXPECT_TRUE(graphs.optimizer_recorded());
+      for (size_t i = 0; i < params.size(); ++i) {
+        EXPECT_TRUE(torch::equal(params[i].detach().cpu(), before[1][i])) << "parameter " << i;
+        const auto* state = adam_state(adam, params[i]);
+        ASSERT_NE(state, nullptr);
+        EXPECT_EQ(state->step(), 0) << "parameter " << i;
+        EXPECT_EQ(max_abs(state->exp_avg()), 0) << "parameter " << i;
+      }
+      options.graphs = &graphs;
+      options.optimizer = &adam;
+    }
+    const auto u = compute_update(model, params, examples, {all}, t, device, options, nullptr);
+    EXPECT_EQ(u.stepped, with_graphs == 1);
+    if (!u.stepped) clip_and_step(adam, params, t.clip_norm, u.grad_square_sum);
+    if (with_graphs) {
+      EXPECT_EQ(graphs.replays(), 1);
+    }
+    loss[with_graphs] = u.loss;
+    for (const auto& p : params) after[with_graphs].push_back(p.detach().cpu().clone());
+    EXPECT_EQ(adam_state(adam, params[0])->step(), 1);
+  }
+  EXPECT_NEAR(loss[1], loss[0], 1e-5 * loss[0]);
+  // Adam's first step is about +-lr per weight, whose sign may flip where a gradient is near zero and the
+  // padded batch sums in another order: the two updates are compared as wholes.
+  for (size_t i = 0; i < after[0].size(); ++i) {
+    EXPECT_TRUE(torch::equal(before[1][i], before[0][i])) << "parameter " << i;
+    const double update = (after[0][i] - before[0][i]).norm().item<double>();
+    EXPECT_LE((after[1][i] - after[0][i]).norm().item<double>(), 0.05 * update) << "parameter " << i;
   }
 }
 
