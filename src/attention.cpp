@@ -1,15 +1,29 @@
 #include "attention.h"
 
 #include <atomic>
+#include <iterator>
 
 #include "attention_kernels.h"
 #include "error.h"
 
 namespace s2s {
 
+// The steps' shares of dL/dkeys and dL/dvalues on LibTorch's route (a GPU's), kept by reference to be
+// summed once per sentence by MemoryGradients rather than added into totals step by step (on a GPU an
+// addition per step and tensor is a kernel launch per step):
+//   Additive: dL/dkeys = sum_j G_j, with G_j [B, S, A] the step's dL/d(k_i + q);
+//   Dot: dL/dkeys = sum_j g_j q_j^T, with g_j [B, S] the step's dL/dscores (scaled) and q_j [B, A];
+//   both: dL/dvalues = sum_j alpha_j gc_j^T, with alpha_j [B, S] the weights and gc_j [B, C] dL/dcontext;
+//   Additive: dL/dv = sum_j T_j^T g_j over all rows of T_j = tanh(k_i + q_j) [B, S, A] and g_j [B, S]
+//   (v's gradient per step would also be one addition per step into its total).
+// c10::List is shared by reference, so every step's saved copy and MemoryGradients see the same lists.
+struct MemoryRecording {
+  c10::List<at::Tensor> key_grads, key_scores, key_queries, value_weights, value_grads, v_tanh, v_scores;
+};
+
 AttentionMemory AttentionMemory::index_select(const torch::Tensor& rows) const {
   auto select = [&](const torch::Tensor& t) { return t.defined() ? t.index_select(0, rows) : torch::Tensor(); };
-  return {select(keys), select(values), select(mask), {}, {}};  // keys and values are undefined without attention
+  return {select(keys), select(values), select(mask), {}, {}, {}, {}};  // keys and values are undefined without attention
 }
 
 namespace {
@@ -20,22 +34,65 @@ std::atomic<bool> kernels_enabled{true};
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// keys and values pass through unchanged; the backward returns the totals that the steps added into
-// grad_keys and grad_values (attention_step_backward), plus whatever reached them otherwise.
+torch::Tensor plus(const torch::Tensor& a, const torch::Tensor& b) {
+  return !a.defined() ? b : !b.defined() ? a : a + b;
+}
+
+// sum_j a_j b_j^T over the recorded steps: a_j [B, S], b_j [B, N] -> [B, S, N], one batched product
+torch::Tensor outer_sum(const c10::List<at::Tensor>& a, const c10::List<at::Tensor>& b) {
+  if (a.empty()) return {};
+  const std::vector<torch::Tensor> as(a.begin(), a.end()), bs(b.begin(), b.end());
+  return torch::bmm(torch::stack(as, 2), torch::stack(bs, 1));
+}
+
+// The names under which a node keeps the recording's lists.
+constexpr const char* kRecordingLists[] = {"key_grads",   "key_scores", "key_queries", "value_weights",
+                                           "value_grads", "v_tanh",     "v_scores"};
+
+void save_recording(AutogradContext* ctx, const MemoryRecording& r) {
+  const c10::List<at::Tensor>* lists[] = {&r.key_grads,   &r.key_scores, &r.key_queries, &r.value_weights,
+                                          &r.value_grads, &r.v_tanh,     &r.v_scores};
+  for (size_t i = 0; i < std::size(kRecordingLists); ++i) ctx->saved_data[kRecordingLists[i]] = *lists[i];
+}
+
+MemoryRecording saved_recording(AutogradContext* ctx) {
+  auto list = [&](const char* name) { return ctx->saved_data[name].toTensorList(); };
+  return {list("key_grads"),   list("key_scores"), list("key_queries"), list("value_weights"),
+          list("value_grads"), list("v_tanh"),     list("v_scores")};
+}
+
+// keys, values and (Additive) v pass through unchanged; the backward returns the totals of the steps'
+// gradients: those they added into grad_keys and grad_values (the CPU kernels, which return v's per
+// step), or those they recorded (LibTorch's route), plus whatever reached keys, values and v otherwise.
 class MemoryGradients : public torch::autograd::Function<MemoryGradients> {
  public:
-  static variable_list forward(AutogradContext* ctx, torch::Tensor keys, torch::Tensor values,
-                               torch::Tensor grad_keys, torch::Tensor grad_values) {
+  static variable_list forward(AutogradContext* ctx, torch::Tensor keys, torch::Tensor values, torch::Tensor v,
+                               torch::Tensor grad_keys, torch::Tensor grad_values, const MemoryRecording& recording) {
     ctx->saved_data["grad_keys"] = grad_keys;
     ctx->saved_data["grad_values"] = grad_values;
+    save_recording(ctx, recording);
     ctx->set_materialize_grads(false);
-    return {keys, values};
+    return {keys, values, v};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto gk = ctx->saved_data["grad_keys"].toTensor(), gv = ctx->saved_data["grad_values"].toTensor();
-    if (grads[0].defined()) gk = gk + grads[0];
-    if (grads[1].defined()) gv = gv + grads[1];
-    return {gk, gv, torch::Tensor(), torch::Tensor()};
+    auto gk = ctx->saved_data["grad_keys"].toTensor(), gvalues = ctx->saved_data["grad_values"].toTensor();
+    if (!gk.numel()) gk = gvalues = torch::Tensor();  // the recorded route: no totals
+    const auto r = saved_recording(ctx);
+    if (!r.key_grads.empty()) {
+      const std::vector<torch::Tensor> parts(r.key_grads.begin(), r.key_grads.end());
+      gk = plus(gk, parts.size() == 1 ? parts[0] : torch::stack(parts).sum(0));
+    }
+    gk = plus(gk, outer_sum(r.key_scores, r.key_queries));
+    gvalues = plus(gvalues, outer_sum(r.value_weights, r.value_grads));
+    torch::Tensor g_v;
+    if (!r.v_tanh.empty()) {  // [steps * B * S, A]^T [steps * B * S]
+      const std::vector<torch::Tensor> ts(r.v_tanh.begin(), r.v_tanh.end()), gs(r.v_scores.begin(), r.v_scores.end());
+      const auto t = torch::stack(ts);
+      g_v = torch::mv(t.reshape({-1, t.size(-1)}).t(), torch::stack(gs).reshape({-1}));
+    }
+    for (const char* name : kRecordingLists) ctx->saved_data[name].toTensorList().clear();  // released now
+    return {plus(gk, grads[0]), plus(gvalues, grads[1]), plus(g_v, grads[2]), torch::Tensor(), torch::Tensor(),
+            torch::Tensor()};
   }
 };
 
@@ -83,29 +140,34 @@ AttentionResult step_forward(bool use_kernels, kernels::Score score, const torch
   return {context, weights};
 }
 
-// The step's backward, by the route its forward took: adds dL/dkeys and dL/dvalues into grad_keys and
-// grad_values, returns dL/dq and (Additive) dL/dv. gc: dL/dcontext; gw: dL/dweights, or undefined.
+// The step's backward, by the route its forward took: the CPU kernels add dL/dkeys and dL/dvalues into
+// grad_keys and grad_values, LibTorch's operations record their shares in `recording` (MemoryRecording);
+// returns dL/dq and (Additive) dL/dv. gc: dL/dcontext; gw: dL/dweights, or undefined.
 std::pair<torch::Tensor, torch::Tensor> step_backward(bool use_kernels, kernels::Score score, const torch::Tensor& keys,
                                                       const torch::Tensor& values, const torch::Tensor& q,
                                                       const torch::Tensor& v, const torch::Tensor& t,
                                                       const torch::Tensor& weights, const torch::Tensor& gc,
                                                       const torch::Tensor& gw, double scale, torch::Tensor& grad_keys,
-                                                      torch::Tensor& grad_values) {
+                                                      torch::Tensor& grad_values, const MemoryRecording& recording) {
   const bool additive = score == kernels::Score::Additive;
   if (!use_kernels) {
     auto g_weights = torch::bmm(values, gc.unsqueeze(2)).squeeze(2);  // [B, S] through the context
     if (gw.defined()) g_weights.add_(gw);
     // dL/dscores; exactly 0 on padding, where the weights are 0
     auto g_scores = torch::_softmax_backward_data(g_weights, weights, -1, weights.scalar_type());
-    grad_values.baddbmm_(weights.unsqueeze(2), gc.unsqueeze(1));  // += alpha_i gc
+    // detached: the lists are held upstream of this step (see StepRecording in step_weight.cpp)
+    recording.value_weights.push_back(weights.detach());  // dL/dvalues += alpha_i gc
+    recording.value_grads.push_back(gc.detach());
     if (additive) {
       auto g_sum = torch::tanh_backward(g_scores.unsqueeze(2) * v, t);  // dL/d(k_i + q) [B, S, A]
-      auto gv = torch::mv(t.reshape({-1, t.size(2)}).t(), g_scores.reshape({-1}));
-      grad_keys.add_(g_sum);
-      return {g_sum.sum(1), gv};
+      recording.key_grads.push_back(g_sum.detach());
+      recording.v_tanh.push_back(t.detach());  // dL/dv += T^T g
+      recording.v_scores.push_back(g_scores.detach());
+      return {g_sum.sum(1), torch::Tensor()};
     }
     if (scale != 1.0) g_scores.mul_(scale);
-    grad_keys.baddbmm_(g_scores.unsqueeze(2), q.unsqueeze(1));  // += scale g_i q
+    recording.key_scores.push_back(g_scores.detach());  // dL/dkeys += scale g_i q
+    recording.key_queries.push_back(q.detach());
     return {torch::bmm(g_scores.unsqueeze(1), keys).squeeze(1), torch::Tensor()};
   }
   const auto n = step_shape(keys, values);
@@ -127,17 +189,19 @@ class AttentionStep : public torch::autograd::Function<AttentionStep> {
  public:
   static variable_list forward(AutogradContext* ctx, torch::Tensor keys, torch::Tensor values, torch::Tensor q,
                                torch::Tensor v, torch::Tensor mask, torch::Tensor grad_keys, torch::Tensor grad_values,
-                               int64_t score, double scale) {
+                               const MemoryRecording& recording, int64_t score, double scale) {
     const auto kind = static_cast<kernels::Score>(score);
     q = q.contiguous();
     torch::Tensor t;
-    const bool use_kernels = kernels_apply(keys, values, q);
+    // the kernels add into the totals: a memory made for the recorded route has none (empty tensors)
+    const bool use_kernels = kernels_apply(keys, values, q) && grad_keys.numel() > 0;
     auto [context, weights] = step_forward(use_kernels, kind, keys, values, q, v, mask, scale, &t);
     // keys and values are the sentence's memory, saved by every step: kept as references, not versioned
     ctx->saved_data["keys"] = keys;
     ctx->saved_data["values"] = values;
     ctx->saved_data["grad_keys"] = grad_keys;
     ctx->saved_data["grad_values"] = grad_values;
+    save_recording(ctx, recording);
     ctx->saved_data["score"] = score;
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["kernels"] = use_kernels;
@@ -153,22 +217,35 @@ class AttentionStep : public torch::autograd::Function<AttentionStep> {
     auto grad_keys = ctx->saved_data["grad_keys"].toTensor(), grad_values = ctx->saved_data["grad_values"].toTensor();
     const auto gc = grads[0].defined() ? grads[0] : torch::zeros({keys.size(0), values.size(2)}, q.options());
     const auto kind = static_cast<kernels::Score>(ctx->saved_data["score"].toInt());
+    const auto recording = saved_recording(ctx);
     auto [gq, gv] = step_backward(ctx->saved_data["kernels"].toBool(), kind, keys, values, q, v, t, weights, gc,
-                                  grads[1], ctx->saved_data["scale"].toDouble(), grad_keys, grad_values);
-    return {torch::Tensor(), torch::Tensor(), gq, v.numel() ? gv : torch::Tensor(), torch::Tensor(), torch::Tensor(),
-            torch::Tensor(), torch::Tensor(), torch::Tensor()};
+                                  grads[1], ctx->saved_data["scale"].toDouble(), grad_keys, grad_values, recording);
+    return {torch::Tensor(), torch::Tensor(), gq, v.numel() && gv.defined() ? gv : torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
-// The memory as the fused step reads it: contiguous, with gradient totals when a backward will follow.
-AttentionMemory fused_memory(torch::Tensor keys, torch::Tensor values, const torch::Tensor& mask) {
-  AttentionMemory m{keys.contiguous(), values.contiguous(), mask.contiguous(), {}, {}};
+// The memory as the fused step reads it: contiguous, and when a backward will follow, with the means of
+// collecting its gradients: totals that the CPU kernels add into, or (LibTorch's route: a GPU, a type
+// other than float32) a recording of the steps' shares.
+// v: Additive's scoring vector (undefined for Dot), passed through the recording with the memory.
+AttentionMemory fused_memory(torch::Tensor keys, torch::Tensor values, const torch::Tensor& mask,
+                             const torch::Tensor& v = {}) {
+  AttentionMemory m{keys.contiguous(), values.contiguous(), mask.contiguous(), {}, {}, {}, {}};
   if (torch::GradMode::is_enabled() && (m.keys.requires_grad() || m.values.requires_grad())) {
-    m.grad_keys = torch::zeros_like(m.keys);
-    m.grad_values = torch::zeros_like(m.values);
-    auto out = MemoryGradients::apply(m.keys, m.values, m.grad_keys, m.grad_values);
+    m.recording = std::make_shared<MemoryRecording>();
+    if (kernels_enabled.load(std::memory_order_relaxed) && fusable(m.keys) && fusable(m.values)) {
+      m.grad_keys = torch::zeros_like(m.keys);
+      m.grad_values = torch::zeros_like(m.values);
+    } else {  // empty: every input of a custom function must be defined
+      m.grad_keys = m.grad_values = torch::empty({0}, m.keys.options());
+    }
+    const bool recorded_v = v.defined() && !m.grad_keys.numel();
+    auto out = MemoryGradients::apply(m.keys, m.values, recorded_v ? v : torch::empty({0}, m.keys.options()),
+                                      m.grad_keys, m.grad_values, *m.recording);
     m.keys = out[0];
     m.values = out[1];
+    if (recorded_v) m.v = out[2];
   }
   return m;
 }
@@ -176,8 +253,9 @@ AttentionMemory fused_memory(torch::Tensor keys, torch::Tensor values, const tor
 bool use_fused(const AttentionMemory& m) {
   if (!fused_enabled.load(std::memory_order_relaxed)) return false;
   if (!m.keys.is_contiguous() || !m.values.is_contiguous() || !m.mask.is_contiguous()) return false;
-  // a backward needs the totals (memories from index_select have none: they are for search, without grad)
-  return !torch::GradMode::is_enabled() || m.grad_keys.defined();
+  // a backward needs the means of collecting the memory's gradients (memories from index_select have
+  // none: they are for search, without grad)
+  return !torch::GradMode::is_enabled() || m.recording != nullptr;
 }
 
 AttentionResult fused_step(kernels::Score score, const torch::Tensor& q, const torch::Tensor& v,
@@ -187,7 +265,7 @@ AttentionResult fused_step(kernels::Score score, const torch::Tensor& q, const t
                         scale, nullptr);
   // every input of a custom function must be defined: Dot has no v, an empty one stands for it
   auto out = AttentionStep::apply(m.keys, m.values, q, v.defined() ? v : torch::empty({0}, q.options()), m.mask,
-                                  m.grad_keys, m.grad_values, static_cast<int64_t>(score), scale);
+                                  m.grad_keys, m.grad_values, *m.recording, static_cast<int64_t>(score), scale);
   return {out[0], out[1]};
 }
 
@@ -213,8 +291,8 @@ BahdanauAttentionImpl::BahdanauAttentionImpl(int64_t encoder_size, int64_t query
 
 AttentionMemory BahdanauAttentionImpl::prepare(const torch::Tensor& encoder_states, const torch::Tensor& mask) {
   auto keys = torch::matmul(encoder_states, W_h.t());  // [B, S, A]
-  if (fused_attention_enabled()) return fused_memory(keys, encoder_states, mask);
-  return {keys, encoder_states, mask, {}, {}};
+  if (fused_attention_enabled()) return fused_memory(keys, encoder_states, mask, v);
+  return {keys, encoder_states, mask, {}, {}, {}, {}};
 }
 
 namespace {
@@ -227,7 +305,8 @@ torch::Tensor project(const torch::Tensor& query, const torch::Tensor& W, StepWe
 AttentionResult BahdanauAttentionImpl::forward(const torch::Tensor& query, const AttentionMemory& memory,
                                                StepWeight* query_weight) {
   if (use_fused(memory))
-    return fused_step(kernels::Score::Additive, project(query, W_s, query_weight), v, memory, 1.0);
+    return fused_step(kernels::Score::Additive, project(query, W_s, query_weight), memory.v.defined() ? memory.v : v,
+                      memory, 1.0);
   auto q = project(query, W_s, query_weight).unsqueeze(1);              // [B, 1, A]
   auto scores = torch::matmul(torch::tanh(memory.keys + q), v);         // [B, S]
   auto weights = masked_softmax(scores, memory.mask);                   // [B, S]
@@ -245,7 +324,7 @@ QKVAttentionImpl::QKVAttentionImpl(int64_t encoder_size, int64_t query_size, int
 AttentionMemory QKVAttentionImpl::prepare(const torch::Tensor& encoder_states, const torch::Tensor& mask) {
   auto keys = torch::matmul(encoder_states, W_K.t()), values = torch::matmul(encoder_states, W_V.t());  // [B, S, A]
   if (fused_attention_enabled()) return fused_memory(keys, values, mask);
-  return {keys, values, mask, {}, {}};
+  return {keys, values, mask, {}, {}, {}, {}};
 }
 
 AttentionResult QKVAttentionImpl::forward(const torch::Tensor& query, const AttentionMemory& memory,

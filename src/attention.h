@@ -14,13 +14,21 @@
 
 namespace s2s {
 
+struct MemoryRecording;  // attention.cpp
+
 struct AttentionMemory {
   torch::Tensor keys;    // [batch, src_len, attn]: W_h h_i (bahdanau) or K (qkv)
   torch::Tensor values;  // [batch, src_len, context]: h_i (bahdanau) or V (qkv)
   torch::Tensor mask;    // [batch, src_len] bool, true on real tokens
-  // Training with the fused step: each step's backward adds its dL/dkeys and dL/dvalues here, and the
-  // whole sentence's total goes back to the encoder once. Undefined otherwise.
+  // Training with the fused step: each step's backward adds its dL/dkeys and dL/dvalues here (the CPU
+  // kernels) or records its share of them in `recording` (LibTorch's operations: on a GPU, one addition
+  // per step and tensor would be a kernel launch per step), and the whole sentence's total goes back to
+  // the encoder once. Undefined otherwise; empty with the recording alone.
   torch::Tensor grad_keys, grad_values;
+  std::shared_ptr<MemoryRecording> recording;
+  // With the recording, Additive's v as the steps take it: passed through the node that makes its
+  // gradient once per sentence from the recorded steps. Undefined otherwise (the parameter itself).
+  torch::Tensor v;
   AttentionMemory index_select(const torch::Tensor& rows) const;  // for search: without the totals
 };
 

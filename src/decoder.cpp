@@ -39,7 +39,7 @@ DecoderImpl::DecoderImpl(const ModelConfig& config, int64_t vocab_size, int64_t 
 }
 
 AttentionMemory DecoderImpl::prepare_memory(const EncoderOutput& encoded) {
-  if (!attention_) return {torch::Tensor(), torch::Tensor(), encoded.mask, {}, {}};
+  if (!attention_) return {torch::Tensor(), torch::Tensor(), encoded.mask, {}, {}, {}, {}};
   return attention_->prepare(encoded.states, encoded.mask);
 }
 
