@@ -8,17 +8,19 @@
 
 namespace s2s {
 
-// The steps' shares of dL/dkeys and dL/dvalues on LibTorch's route (a GPU's), kept by reference to be
-// summed once per sentence by MemoryGradients rather than added into totals step by step (on a GPU an
-// addition per step and tensor is a kernel launch per step):
-//   Additive: dL/dkeys = sum_j G_j, with G_j [B, S, A] the step's dL/d(k_i + q);
+// The steps' shares of the memory's gradients on LibTorch's route (a GPU's), kept by reference and made
+// into totals once per sentence by MemoryGradients, where adding each into a total would be an operation
+// per step (on a GPU a kernel launch per step). Only small shares are kept, so the memory held does not
+// grow with the steps:
 //   Dot: dL/dkeys = sum_j g_j q_j^T, with g_j [B, S] the step's dL/dscores (scaled) and q_j [B, A];
 //   both: dL/dvalues = sum_j alpha_j gc_j^T, with alpha_j [B, S] the weights and gc_j [B, C] dL/dcontext;
-//   Additive: dL/dv = sum_j T_j^T g_j over all rows of T_j = tanh(k_i + q_j) [B, S, A] and g_j [B, S]
-//   (v's gradient per step would also be one addition per step into its total).
+//   Additive: dL/dv = sum_j T_j^T g_j, each step's [A] kept (autograd would add each into v's total).
+// Additive's dL/dkeys, sum_j G_j with G_j [B, S, A] the step's dL/d(k_i + q), is as large as the memory
+// per step: the first step's G_j (the last position's: the backward runs in reverse) is key_total's one
+// entry, and each later step adds its own into it in place.
 // c10::List is shared by reference, so every step's saved copy and MemoryGradients see the same lists.
 struct MemoryRecording {
-  c10::List<at::Tensor> key_grads, key_scores, key_queries, value_weights, value_grads, v_tanh, v_scores;
+  c10::List<at::Tensor> key_total, key_scores, key_queries, value_weights, value_grads, v_grads;
 };
 
 AttentionMemory AttentionMemory::index_select(const torch::Tensor& rows) const {
@@ -46,19 +48,19 @@ torch::Tensor outer_sum(const c10::List<at::Tensor>& a, const c10::List<at::Tens
 }
 
 // The names under which a node keeps the recording's lists.
-constexpr const char* kRecordingLists[] = {"key_grads",   "key_scores", "key_queries", "value_weights",
-                                           "value_grads", "v_tanh",     "v_scores"};
+constexpr const char* kRecordingLists[] = {"key_total",   "key_scores", "key_queries",
+                                           "value_weights", "value_grads", "v_grads"};
 
 void save_recording(AutogradContext* ctx, const MemoryRecording& r) {
-  const c10::List<at::Tensor>* lists[] = {&r.key_grads,   &r.key_scores, &r.key_queries, &r.value_weights,
-                                          &r.value_grads, &r.v_tanh,     &r.v_scores};
+  const c10::List<at::Tensor>* lists[] = {&r.key_total,     &r.key_scores,  &r.key_queries,
+                                          &r.value_weights, &r.value_grads, &r.v_grads};
   for (size_t i = 0; i < std::size(kRecordingLists); ++i) ctx->saved_data[kRecordingLists[i]] = *lists[i];
 }
 
 MemoryRecording saved_recording(AutogradContext* ctx) {
   auto list = [&](const char* name) { return ctx->saved_data[name].toTensorList(); };
-  return {list("key_grads"),   list("key_scores"), list("key_queries"), list("value_weights"),
-          list("value_grads"), list("v_tanh"),     list("v_scores")};
+  return {list("key_total"),     list("key_scores"),  list("key_queries"),
+          list("value_weights"), list("value_grads"), list("v_grads")};
 }
 
 // keys, values and (Additive) v pass through unchanged; the backward returns the totals of the steps'
@@ -78,17 +80,13 @@ class MemoryGradients : public torch::autograd::Function<MemoryGradients> {
     auto gk = ctx->saved_data["grad_keys"].toTensor(), gvalues = ctx->saved_data["grad_values"].toTensor();
     if (!gk.numel()) gk = gvalues = torch::Tensor();  // the recorded route: no totals
     const auto r = saved_recording(ctx);
-    if (!r.key_grads.empty()) {
-      const std::vector<torch::Tensor> parts(r.key_grads.begin(), r.key_grads.end());
-      gk = plus(gk, parts.size() == 1 ? parts[0] : torch::stack(parts).sum(0));
-    }
+    if (!r.key_total.empty()) gk = plus(gk, r.key_total.get(0));
     gk = plus(gk, outer_sum(r.key_scores, r.key_queries));
     gvalues = plus(gvalues, outer_sum(r.value_weights, r.value_grads));
     torch::Tensor g_v;
-    if (!r.v_tanh.empty()) {  // [steps * B * S, A]^T [steps * B * S]
-      const std::vector<torch::Tensor> ts(r.v_tanh.begin(), r.v_tanh.end()), gs(r.v_scores.begin(), r.v_scores.end());
-      const auto t = torch::stack(ts);
-      g_v = torch::mv(t.reshape({-1, t.size(-1)}).t(), torch::stack(gs).reshape({-1}));
+    if (!r.v_grads.empty()) {
+      const std::vector<torch::Tensor> parts(r.v_grads.begin(), r.v_grads.end());
+      g_v = parts.size() == 1 ? parts[0] : torch::stack(parts).sum(0);
     }
     for (const char* name : kRecordingLists) ctx->saved_data[name].toTensorList().clear();  // released now
     return {plus(gk, grads[0]), plus(gvalues, grads[1]), plus(g_v, grads[2]), torch::Tensor(), torch::Tensor(),
@@ -160,10 +158,13 @@ std::pair<torch::Tensor, torch::Tensor> step_backward(bool use_kernels, kernels:
     recording.value_grads.push_back(gc.detach());
     if (additive) {
       auto g_sum = torch::tanh_backward(g_scores.unsqueeze(2) * v, t);  // dL/d(k_i + q) [B, S, A]
-      recording.key_grads.push_back(g_sum.detach());
-      recording.v_tanh.push_back(t.detach());  // dL/dv += T^T g
-      recording.v_scores.push_back(g_scores.detach());
-      return {g_sum.sum(1), torch::Tensor()};
+      auto gq = g_sum.sum(1);
+      if (recording.key_total.empty())  // g_sum is this backward's own: it becomes the total
+        recording.key_total.push_back(g_sum.detach());
+      else
+        recording.key_total.get(0).add_(g_sum);
+      recording.v_grads.push_back(torch::mv(t.reshape({-1, t.size(2)}).t(), g_scores.reshape({-1})));  // T^T g
+      return {gq, torch::Tensor()};
     }
     if (scale != 1.0) g_scores.mul_(scale);
     recording.key_scores.push_back(g_scores.detach());  // dL/dkeys += scale g_i q
