@@ -153,22 +153,38 @@ std::pair<torch::Tensor, torch::Tensor> step_backward(bool use_kernels, kernels:
     if (gw.defined()) g_weights.add_(gw);
     // dL/dscores; exactly 0 on padding, where the weights are 0
     auto g_scores = torch::_softmax_backward_data(g_weights, weights, -1, weights.scalar_type());
-    // detached: the lists are held upstream of this step (see StepRecording in step_weight.cpp)
-    recording.value_weights.push_back(weights.detach());  // dL/dvalues += alpha_i gc
-    recording.value_grads.push_back(gc.detach());
+    // A memory made for the CPU kernels has totals (a step that could not take them adds into them); one
+    // made for this route records. Detached: the lists are held upstream of this step (see StepRecording
+    // in step_weight.cpp).
+    const bool totals = grad_keys.numel() > 0;
+    if (totals) {
+      grad_values.baddbmm_(weights.unsqueeze(2), gc.unsqueeze(1));  // += alpha_i gc
+    } else {
+      recording.value_weights.push_back(weights.detach());
+      recording.value_grads.push_back(gc.detach());
+    }
     if (additive) {
       auto g_sum = torch::tanh_backward(g_scores.unsqueeze(2) * v, t);  // dL/d(k_i + q) [B, S, A]
       auto gq = g_sum.sum(1);
+      auto gv = torch::mv(t.reshape({-1, t.size(2)}).t(), g_scores.reshape({-1}));  // T^T g
+      if (totals) {
+        grad_keys.add_(g_sum);
+        return {gq, gv};
+      }
       if (recording.key_total.empty())  // g_sum is this backward's own: it becomes the total
         recording.key_total.push_back(g_sum.detach());
       else
         recording.key_total.get(0).add_(g_sum);
-      recording.v_grads.push_back(torch::mv(t.reshape({-1, t.size(2)}).t(), g_scores.reshape({-1})));  // T^T g
+      recording.v_grads.push_back(gv);  // v passes through MemoryGradients, which sums these
       return {gq, torch::Tensor()};
     }
     if (scale != 1.0) g_scores.mul_(scale);
-    recording.key_scores.push_back(g_scores.detach());  // dL/dkeys += scale g_i q
-    recording.key_queries.push_back(q.detach());
+    if (totals) {
+      grad_keys.baddbmm_(g_scores.unsqueeze(2), q.unsqueeze(1));  // += scale g_i q
+    } else {
+      recording.key_scores.push_back(g_scores.detach());
+      recording.key_queries.push_back(q.detach());
+    }
     return {torch::bmm(g_scores.unsqueeze(1), keys).squeeze(1), torch::Tensor()};
   }
   const auto n = step_shape(keys, values);
@@ -221,8 +237,8 @@ class AttentionStep : public torch::autograd::Function<AttentionStep> {
     const auto recording = saved_recording(ctx);
     auto [gq, gv] = step_backward(ctx->saved_data["kernels"].toBool(), kind, keys, values, q, v, t, weights, gc,
                                   grads[1], ctx->saved_data["scale"].toDouble(), grad_keys, grad_values, recording);
-    return {torch::Tensor(), torch::Tensor(), gq, v.numel() && gv.defined() ? gv : torch::Tensor(), torch::Tensor(), torch::Tensor(),
-            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {torch::Tensor(), torch::Tensor(), gq, v.numel() && gv.defined() ? gv : torch::Tensor(),
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 

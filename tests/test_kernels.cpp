@@ -167,6 +167,59 @@ TEST(FusedAttention, LibTorchRouteGivesTheExpressionsValuesAndGradients) {
   }
 }
 
+// The attention module alone, over a few steps: the memory made for the CPU kernels (totals) or for
+// LibTorch's route (recorded shares), and its steps run by the kernels or by LibTorch's operations,
+// including the mixed case of a memory made for the kernels stepped without them (the kernels switched
+// off in between): every gradient equals autograd's expressions.
+TEST(FusedAttention, EveryMemoryAndStepRouteGivesTheExpressionsGradients) {
+  const int64_t B = 3, S = 5, H = 6, A = 7, steps = 4;
+  for (const std::string kind : {"bahdanau", "qkv"}) {
+    ModelConfig cfg = config_for("rnn", kind, H, A);
+    torch::manual_seed(9);
+    auto attention = make_attention(cfg, H, H);
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : attention->parameters()) p.uniform_(-0.5, 0.5);  // the model initialises them, not the module
+    }
+    const auto states = torch::randn({B, S, H});
+    auto mask = torch::ones({B, S}, torch::kBool);
+    mask.index_put_({0, torch::indexing::Slice(3)}, false);
+    mask.index_put_({2, torch::indexing::Slice(1)}, false);
+    const auto queries = torch::randn({steps, B, H});
+    const auto r_context = torch::randn({steps, B, attention->context_size()}), r_weights = torch::randn({steps, B, S});
+    // (memory made with kernels, steps with kernels); fused off: the expressions
+    auto run = [&](bool fused, bool memory_kernels, bool step_kernels) {
+      set_fused_attention(fused);
+      set_attention_kernels(memory_kernels);
+      attention->zero_grad();
+      auto h = states.clone().requires_grad_();
+      auto q = queries.clone().requires_grad_();
+      auto memory = attention->prepare(h, mask);
+      set_attention_kernels(step_kernels);
+      torch::Tensor loss = torch::zeros({});
+      for (int64_t j = 0; j < steps; ++j) {
+        auto r = attention->forward(q[j], memory);
+        loss = loss + (r.context * r_context[j]).sum() + (r.weights * r_weights[j]).sum();
+      }
+      loss.backward();
+      std::vector<torch::Tensor> grads{h.grad(), q.grad()};
+      for (const auto& p : attention->parameters())  // copies: zero_grad() zeroes the same tensors in place
+        grads.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+      set_fused_attention(true);
+      set_attention_kernels(true);
+      return grads;
+    };
+    const auto reference = run(false, true, true);
+    for (const auto& [memory_kernels, step_kernels] : std::vector<std::pair<bool, bool>>{{true, true}, {false, false}, {true, false}}) {
+      SCOPED_TRACE(kind + (memory_kernels ? " memory for the kernels" : " recorded memory") +
+                   (step_kernels ? ", kernel steps" : ", LibTorch's steps"));
+      const auto grads = run(true, memory_kernels, step_kernels);
+      ASSERT_EQ(grads.size(), reference.size());
+      for (size_t i = 0; i < grads.size(); ++i) expect_close(grads[i], reference[i], 2e-5, "gradient " + std::to_string(i));
+    }
+  }
+}
+
 TEST(FusedAttention, BitIdenticalWithOneOrTwoThreads) {
   const int64_t vocab = 17;
   const auto batch = test_batch(vocab);
