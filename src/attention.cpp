@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <iterator>
+#include <optional>
 
 #include "attention_kernels.h"
 #include "error.h"
@@ -139,16 +140,17 @@ AttentionResult step_forward(bool use_kernels, kernels::Score score, const torch
 }
 
 // The step's backward, by the route its forward took: the CPU kernels add dL/dkeys and dL/dvalues into
-// grad_keys and grad_values, LibTorch's operations record their shares in `recording` (MemoryRecording);
+// grad_keys and grad_values, LibTorch's operations record their shares in `recorded` (MemoryRecording);
 // returns dL/dq and (Additive) dL/dv. gc: dL/dcontext; gw: dL/dweights, or undefined.
 std::pair<torch::Tensor, torch::Tensor> step_backward(bool use_kernels, kernels::Score score, const torch::Tensor& keys,
                                                       const torch::Tensor& values, const torch::Tensor& q,
                                                       const torch::Tensor& v, const torch::Tensor& t,
                                                       const torch::Tensor& weights, const torch::Tensor& gc,
                                                       const torch::Tensor& gw, double scale, torch::Tensor& grad_keys,
-                                                      torch::Tensor& grad_values, const MemoryRecording& recording) {
+                                                      torch::Tensor& grad_values, const MemoryRecording* recorded) {
   const bool additive = score == kernels::Score::Additive;
   if (!use_kernels) {
+    const auto& recording = *recorded;
     auto g_weights = torch::bmm(values, gc.unsqueeze(2)).squeeze(2);  // [B, S] through the context
     if (gw.defined()) g_weights.add_(gw);
     // dL/dscores; exactly 0 on padding, where the weights are 0
@@ -218,7 +220,7 @@ class AttentionStep : public torch::autograd::Function<AttentionStep> {
     ctx->saved_data["values"] = values;
     ctx->saved_data["grad_keys"] = grad_keys;
     ctx->saved_data["grad_values"] = grad_values;
-    save_recording(ctx, recording);
+    if (!use_kernels) save_recording(ctx, recording);  // the kernels' backward adds into the totals instead
     ctx->saved_data["score"] = score;
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["kernels"] = use_kernels;
@@ -234,9 +236,12 @@ class AttentionStep : public torch::autograd::Function<AttentionStep> {
     auto grad_keys = ctx->saved_data["grad_keys"].toTensor(), grad_values = ctx->saved_data["grad_values"].toTensor();
     const auto gc = grads[0].defined() ? grads[0] : torch::zeros({keys.size(0), values.size(2)}, q.options());
     const auto kind = static_cast<kernels::Score>(ctx->saved_data["score"].toInt());
-    const auto recording = saved_recording(ctx);
-    auto [gq, gv] = step_backward(ctx->saved_data["kernels"].toBool(), kind, keys, values, q, v, t, weights, gc,
-                                  grads[1], ctx->saved_data["scale"].toDouble(), grad_keys, grad_values, recording);
+    const bool use_kernels = ctx->saved_data["kernels"].toBool();
+    std::optional<MemoryRecording> recording;  // LibTorch's route only
+    if (!use_kernels) recording = saved_recording(ctx);
+    auto [gq, gv] = step_backward(use_kernels, kind, keys, values, q, v, t, weights, gc,
+                                  grads[1], ctx->saved_data["scale"].toDouble(), grad_keys, grad_values,
+                                  recording ? &*recording : nullptr);
     return {torch::Tensor(), torch::Tensor(), gq, v.numel() && gv.defined() ? gv : torch::Tensor(),
             torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
