@@ -6,19 +6,24 @@
 # and carry .deps and data/multi30k (and a trained checkpoint, CHECKPOINT=path, for the translation part:
 # `build/s2s release -c runs/multi30k_de_en/best.pt -o FILE` makes one a third of the size, under the
 # machine's 64 MiB limit on what travels; without one the translation part uses random weights).
-# It builds (BUILD_DIR, default /tmp/build-cuda), runs the CUDA tests, then `s2s bench --device cuda` for
-# the standard configs (embedding 256, hidden 256, batch 64) and for hidden 512 at batch 256, and the
-# time per step at batch 64, 256 and 1024. Results go to OUT (default /tmp/gpu-check): bench JSON and logs.
-# FULL_TESTS=1 also runs the whole suite there (a few minutes on 16 cores; the multi-process tests need
-# Gloo, which that machine's LibTorch headers lack, and are left out). Then, first (the figures the issue's
-# target is read against, before anything a time limit could cut off), at hidden 512 with graphs the
-# attention step fused and as autograd's expressions (bench --attention-step), fused with TF32 products
-# (training.tf32), and fused with the clipping and Adam run after each replay instead of recorded in the
-# graphs (bench --optimizer-in-graph off). Each line gives the step's wall time, its parts (update: forward,
-# loss and backward, with graphs the recorded optimizer's step too; optimizer: clipping and Adam when run
-# outside) and, with graphs, the GPU's time per replay; then, for each training config (hidden 512 first),
-# the step with and without CUDA graphs (training.cuda_graphs) side by side. BENCH=graphs skips the full
-# benchmark runs and the batch sweep and keeps those comparisons only.
+# It builds (BUILD_DIR, default /tmp/build-cuda) and runs the CUDA tests (TEST_TIMEOUT seconds at most;
+# FULL_TESTS=1 also runs the whole suite there, a few minutes on 16 cores, without the multi-process tests,
+# which need Gloo that the machine's LibTorch headers lack). Then, each line one `s2s bench --device cuda`
+# process (60 timed steps), results in OUT (default /tmp/gpu-check):
+#  1. at hidden 512 and batch 256 with graphs, rnn+bahdanau's step: fused attention (the default: the
+#     clipping and Adam recorded in the graphs, each step's loss read after the next is launched), the same
+#     with the loss read at the end of its own step (--defer-loss off), with the optimizer outside the
+#     graphs (--optimizer-in-graph off), with TF32 products (training.tf32), and with the attention as
+#     autograd's expressions (--attention-step expressions); each with its time per step, its parts as the
+#     host sees them, the GPU's time per replay and the operations of one eager step;
+#  2. each training config at hidden 512, batch 256 without and with graphs (training.cuda_graphs);
+#  3. the GPU time of each kernel of a replayed and an eager step (bench --kernel-times);
+#  4. rnn+qkv's step as in 1; the configs of 2 at embedding 256, hidden 256, batch 64;
+#  5. a 300-step `s2s train` with graphs at hidden 512, batch 256;
+#  6. where the loss trajectories of runs that should agree part (the first step whose losses differ).
+# DEADLINE=seconds after the start: no run starts after it (the lines so far stay complete). BENCH=graphs
+# stops there; otherwise the full benchmark follows (bench-*.json) and the time per step at batch 64, 256
+# and 1024.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s)
@@ -53,34 +58,86 @@ if [ "${FULL_TESTS:-0}" = 1 ] && [ -x "$BUILD_DIR/s2s_tests" ]; then
   (cd "$BUILD_DIR" && OMP_NUM_THREADS=1 timeout 500 ctest -j 16 -E 'Distributed|Torchrun' 2>&1) >"$OUT/ctest.log"
   grep -E "tests passed|\*\*\*Failed|Failed  |Not Run|Timeout" "$OUT/ctest.log" | head -30
 fi
-log "with graphs, hidden 512, batch 256: the attention step fused (the default) and as autograd's expressions; fused with TF32 products (training.tf32); fused with the optimizer outside the graphs"
-for v in rnn+bahdanau rnn+qkv; do
-  for a in fused fused+optimizer-outside fused+tf32 expressions; do
+# DEADLINE (seconds after the start, default none): no bench run starts after it, so a time limit around the
+# whole script leaves the tables complete up to there.
+in_time() { [ -z "${DEADLINE:-}" ] || [ $(( $(date +%s) - T0 )) -lt "$DEADLINE" ] || { log "past DEADLINE=$DEADLINE s: skipping $*"; false; }; }
+attention_arms() {  # $1: variant. The fused step with the optimizer in the graphs (the default), outside them, with TF32; expressions
+  local v=$1 a tf32 in_graph
+  for a in fused fused+loss-now fused+optimizer-outside fused+tf32 expressions; do
+    in_time "$v $a" || return 0
     tf32=false; [ $a = fused+tf32 ] && tf32=true
     in_graph=on; [ $a = fused+optimizer-outside ] && in_graph=off
+    defer=on; [ $a = fused+loss-now ] && defer=off
     timeout 90 $S2S bench --part train --device cuda --variant $v --set model.hidden_size=512 --batch-size 256 \
       --set training.cuda_graphs=true --set training.tf32=$tf32 --attention-step ${a%%+*} --count-ops \
-      --optimizer-in-graph $in_graph -o "$OUT/attention-$v-$a.json" 2>>"$OUT/graphs.log"
+      --optimizer-in-graph $in_graph --defer-loss $defer -o "$OUT/attention-$v-$a.json" 2>>"$OUT/graphs.log"
     python3 -c "import json,sys; j=json.load(open(sys.argv[1]));
-print('%-13s attention %-11s tf32 %-5s optimizer in graph %-5s %7.2f ms/step (update %.2f, optimizer %.2f; GPU %.2f per replay) %9.0f tgt tok/s first/last loss %.6f %.6f, %d operations per eager step' % (j['variant'], j['attention_step'], j['tf32'], j['optimizer_in_graph'], j['ms_per_step'], j['update_ms'], j['optimizer_ms'], j['cuda_graphs']['replay_gpu_ms'], j['tgt_tokens_per_sec'], j['first_loss'], j['last_loss'], j['ops_per_step']['total']))" \
+print('%-13s %-11s tf32 %-5s optimizer in graph %-5s loss read late %-5s %6.2f ms/step (update %.2f, optimizer %.2f, wait %.2f; GPU %.2f per replay) %7.0f tgt tok/s loss %.6f -> %.6f, %d ops per eager step' % (j['variant'], j['attention_step'], j['tf32'], j['optimizer_in_graph'], j['defer_loss'], j['ms_per_step'], j['update_ms'], j['optimizer_ms'], j['wait_ms'], j['cuda_graphs']['replay_gpu_ms'], j['tgt_tokens_per_sec'], j['first_loss'], j['last_loss'], j['ops_per_step']['total']))" \
       "$OUT/attention-$v-$a.json" || tail -5 "$OUT/graphs.log"
   done
-done | tee "$OUT/attention-table.log"
-log "training step without and with CUDA graphs, side by side"
-for size in "512 256" "256 64"; do
-  set -- $size
+}
+graphs_table() {  # $1 hidden, $2 batch: each training config without and with graphs, side by side
+  local v g set_graphs
   for v in rnn+bahdanau rnn+qkv gru+bahdanau; do
     for g in false ${GRAPH_STEPS:-1}; do  # false: no graphs; a number: graphs, lengths padded to multiples of it
+      in_time "h$1 b$2 $v graphs $g" || return 0
       if [ $g = false ]; then set_graphs="training.cuda_graphs=false"; else set_graphs="training.cuda_graphs=true --set training.cuda_graph_length_step=$g"; fi
       timeout 90 $S2S bench --part train --device cuda --variant $v --set model.hidden_size=$1 --batch-size $2 \
         --set $set_graphs -o "$OUT/train-$v-h$1-b$2-graphs-$g.json" 2>>"$OUT/graphs.log"
       python3 -c "import json,sys; j=json.load(open(sys.argv[1])); g=j['cuda_graphs'];
-print('%-13s h%-4d b%-4d graphs %-5s %7.2f ms/step (update %.2f, optimizer %.2f) %9.0f tgt tok/s padding %4.1f%%' % (j['variant'], j['hidden'], j['batch'], sys.argv[2], j['ms_per_step'], j['update_ms'], j['optimizer_ms'], j['tgt_tokens_per_sec'], 100 * j['padding']),
+print('%-13s h%-4d b%-4d graphs %-5s %7.2f ms/step (update %.2f, optimizer %.2f, wait %.2f) %9.0f tgt tok/s padding %4.1f%%' % (j['variant'], j['hidden'], j['batch'], sys.argv[2], j['ms_per_step'], j['update_ms'], j['optimizer_ms'], j['wait_ms'], j['tgt_tokens_per_sec'], 100 * j['padding']),
       '' if not g else '(GPU %.2f ms per replay; %d recorded in %.1f s; %d steps replayed, %d eager)' % (g['replay_gpu_ms'], g['recorded'], g['record_seconds'], g['replayed_steps'], g['eager_steps']))" \
         "$OUT/train-$v-h$1-b$2-graphs-$g.json" $g || tail -5 "$OUT/graphs.log"
     done
   done
-done | tee "$OUT/graphs-table.log"
+}
+kernel_times() {  # where a step's GPU time goes, kernel by kernel (bench --kernel-times), replayed and eager
+  in_time "kernel times" || return 0
+  timeout 120 $S2S bench --part train --device cuda --variant rnn+bahdanau --set model.hidden_size=512 --batch-size 256 \
+    --set training.cuda_graphs=true --kernel-times -o "$OUT/kernel-times.json" 2>>"$OUT/graphs.log"
+  python3 -c "import json,sys; k=json.load(open(sys.argv[1]))['kernel_times']
+for route, r in k.items():
+  print('%s: %.1f kernels, GPU %.2f ms, wall %.2f ms per step; %d distinct' % (route, r['kernels_per_step'], r['gpu_ms_per_step'], r['wall_ms_per_step'], r['distinct_kernels']))
+  for e in r['top'][:18]: print('  %6.3f ms %5.1f%% %6.1f calls  %s' % (e['ms_per_step'], 100 * e['share'], e['calls_per_step'], e['name']))" \
+    "$OUT/kernel-times.json" || tail -5 "$OUT/graphs.log"
+}
+log "hidden 512, batch 256, with graphs: rnn+bahdanau's attention step fused (the default: the optimizer in the graphs), fused with the optimizer outside them, fused with TF32 products (training.tf32), as autograd's expressions"
+attention_arms rnn+bahdanau | tee "$OUT/attention-table.log"
+log "training step without and with CUDA graphs, side by side: hidden 512, batch 256"
+graphs_table 512 256 | tee "$OUT/graphs-table.log"
+log "GPU time per kernel, rnn+bahdanau, hidden 512, batch 256"
+kernel_times | tee "$OUT/kernel-times.log"
+log "rnn+qkv's attention step, as for rnn+bahdanau"
+attention_arms rnn+qkv | tee -a "$OUT/attention-table.log"
+log "training step without and with CUDA graphs: embedding 256, hidden 256, batch 64"
+graphs_table 256 64 | tee -a "$OUT/graphs-table.log"
+log "s2s train with graphs (hidden 512, batch 256, 300 steps, validation at 300): the trainer's own rate"
+if in_time "the training run"; then
+  timeout 120 $S2S train --config configs/multi30k_de_en.json --set model.hidden_size=512 --set training.batch_size=256 \
+    --set training.device=cuda --set training.cuda_graphs=true --set training.max_steps=300 --set training.log_every=50 \
+    --set training.valid_every=300 --set training.checkpoint_every=300 --set output_dir=/tmp/gpu-check-run 2>&1 |
+    grep -E "\[train\] step|\[valid\]|CUDA graphs:|done|error" | tee "$OUT/train-run.log"
+fi
+log "loss trajectories: where two runs of the same 60 steps part (the first step whose losses differ, and how far apart they are)"
+python3 - "$OUT" <<'PY' | tee "$OUT/trajectories.log"
+import glob, json, os, sys
+out = sys.argv[1]
+def losses(name):
+    path = os.path.join(out, name)
+    return json.load(open(path))['losses'] if os.path.exists(path) else None
+pairs = [('train-%s-h%s-graphs-false.json' % (v, hb), 'train-%s-h%s-graphs-1.json' % (v, hb))
+         for hb in ('512-b256', '256-b64') for v in ('rnn+bahdanau', 'rnn+qkv', 'gru+bahdanau')]
+pairs += [('attention-%s-fused+optimizer-outside.json' % v, 'attention-%s-fused.json' % v) for v in ('rnn+bahdanau', 'rnn+qkv')]
+pairs += [('attention-%s-fused+loss-now.json' % v, 'attention-%s-fused.json' % v) for v in ('rnn+bahdanau', 'rnn+qkv')]
+for a, b in pairs:
+    la, lb = losses(a), losses(b)
+    if not la or not lb: continue
+    d = [abs(x - y) for x, y in zip(la, lb)]
+    first = next((i for i, x in enumerate(d) if x != 0), None)
+    print('%-45s vs %-40s %s; |difference| at steps 2, 5, 10, 20, 40, 60: %s' % (a, b,
+          'equal at every step' if first is None else 'first differ at step %d' % (first + 1),
+          ' '.join('%.1e' % d[i - 1] for i in (2, 5, 10, 20, 40, 60) if i <= len(d))))
+PY
 [ "${BENCH:-full}" = graphs ] && { log "done: $OUT"; exit 0; }
 log "bench: embedding 256, hidden 256, batch 64"
 $S2S bench --device cuda --checkpoint "$CHECKPOINT" -o "$OUT/bench-h256-b64.json" 2>"$OUT/bench-h256-b64.log"

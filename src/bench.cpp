@@ -27,6 +27,7 @@
 #include "data.h"
 #include "encoder.h"
 #include "error.h"
+#include "gpu_kernel_times.h"
 #include "graph_adam.h"
 #include "metrics.h"
 #include "model.h"
@@ -314,6 +315,8 @@ nlohmann::json run_train(const BenchOptions& o) {
   configure_threads(o.threads, "bench");
   const auto device = resolve_device(o.device);
   configure_matmul_precision(t.tf32, device, "bench");
+  if (o.kernel_times && !(device.is_cuda() && gpu_kernel_times_available()))
+    throw Error("bench --kernel-times: needs --device cuda and a build against a LibTorch with CUDA");
 
   const auto text = read_parallel(d.train_src, d.train_tgt);
   const auto codec = TextCodec::build(d, text);
@@ -344,6 +347,7 @@ nlohmann::json run_train(const BenchOptions& o) {
   const auto graphs = make_graph_update(t, device, /*one_process=*/true);
   update_options.graphs = graphs.get();
   update_options.optimizer = optimizer.get();
+  update_options.defer_loss = o.defer_loss == "on";  // the trainer's way: read after the next step is launched
   double record_seconds = 0;
   if (graphs) {
     std::vector<Batch> timed;
@@ -366,28 +370,43 @@ nlohmann::json run_train(const BenchOptions& o) {
   // it slows them down, so the rates of a profiled run are not comparable.
   std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
   std::vector<double> tok_rates, flop_rates, step_ms, losses;
-  // each timed step's two parts as the host sees them (no extra synchronisation): computing the update
-  // (forward, loss, backward; on a GPU it ends by reading the loss back, so it waits for the GPU), and
-  // clipping and the optimiser (on a GPU: the gradient norm read back and the update's launches)
-  std::vector<double> update_ms, optimizer_ms;
+  // each timed step's parts as the host sees them (no extra synchronisation): computing the update
+  // (forward, loss, backward; on a GPU without graphs it ends by reading the loss back, so it waits for the
+  // GPU); clipping and the optimiser (on a GPU: the gradient norm read back and the update's launches; with
+  // graphs, recorded in them: nothing); with graphs, the wait for the step before's loss, read once this
+  // step is launched
+  std::vector<double> update_ms, optimizer_ms, wait_ms;
   size_t timed_replays_from = 0;  // graphs: the first timed step's replay
   double tokens = 0;
   int64_t padded = 0, real = 0;
   if (o.warmup_steps == 0 && !o.profile.empty())
     profile = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);
+  std::optional<Update> waiting;  // the step before, its loss still pending (graphs)
+  auto read_waiting = [&] {
+    if (waiting) losses.push_back(waiting->finish());
+    waiting.reset();
+  };
   auto t_interval = Clock::now();
   for (int64_t step = 0; step < total; ++step) {
     update_options.seed = mix_seed(static_cast<uint64_t>(t.seed), 0, static_cast<uint64_t>(step));
     const auto t_update = Clock::now();
-    const auto u = compute_update(model, params, examples, {batches[step]}, t, device, update_options, nullptr);
+    auto u = compute_update(model, params, examples, {batches[step]}, t, device, update_options, nullptr);
     const auto t_optimizer = Clock::now();
-    losses.push_back(u.loss);
     if (!u.stepped) clip_and_step(*optimizer, params, t.clip_norm, u.grad_square_sum);
+    const auto t_wait = Clock::now();
+    read_waiting();  // now that this step is launched
     if (step >= o.warmup_steps) {
       update_ms.push_back(1000 * std::chrono::duration<double>(t_optimizer - t_update).count());
-      optimizer_ms.push_back(1000 * seconds_since(t_optimizer));
+      optimizer_ms.push_back(1000 * std::chrono::duration<double>(t_wait - t_optimizer).count());
+      wait_ms.push_back(1000 * seconds_since(t_wait));
     }
+    const int64_t step_tokens = u.tokens, step_padded = u.padded_cells, step_real = u.real_cells;
+    if (u.pending)
+      waiting = std::move(u);
+    else
+      losses.push_back(u.loss);
     if (step < o.warmup_steps) {
+      read_waiting();  // its replay's time is the warm-up's
       if (graphs) timed_replays_from = graphs->replay_gpu_ms().size();
       if (step + 1 == o.warmup_steps && !o.profile.empty())
         profile = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);
@@ -395,9 +414,9 @@ nlohmann::json run_train(const BenchOptions& o) {
       t_interval = Clock::now();
       continue;
     }
-    tokens += static_cast<double>(u.tokens);
-    padded += u.padded_cells;
-    real += u.real_cells;
+    tokens += static_cast<double>(step_tokens);
+    padded += step_padded;
+    real += step_real;
     if ((step + 1 - o.warmup_steps) % o.interval_steps == 0) {
       sync(device);
       const double dt = seconds_since(t_interval);
@@ -412,6 +431,7 @@ nlohmann::json run_train(const BenchOptions& o) {
       t_interval = Clock::now();
     }
   }
+  read_waiting();
   profile.reset();  // writes the trace
   auto timed_replays_gpu_ms = [&] {  // the median GPU time of the timed steps' replays
     const auto& all = graphs->replay_gpu_ms();
@@ -435,6 +455,24 @@ nlohmann::json run_train(const BenchOptions& o) {
     spdlog::info("[bench] one training step of {}+{} ({} sentences, {} + {} tokens): {} LibTorch operations", cell,
                  attention, b.src.size(0), b.src.size(1), b.tgt_in.size(1), count.total());
   }
+  // --kernel-times: where a GPU step's time goes, kernel by kernel, over 3 more steps of the timed batches
+  // (the model goes on training: this comes after everything above is measured).
+  nlohmann::json kernels;
+  if (o.kernel_times) {
+    auto three_steps = [&](const UpdateOptions& options) {
+      int64_t k = 0;
+      return [&, options, k]() mutable {
+        const auto& indices = batches[o.warmup_steps + (k++ % o.interval_steps)];
+        const auto u = compute_update(model, params, examples, {indices}, t, device, options, nullptr);
+        if (!u.stepped) clip_and_step(*optimizer, params, t.clip_norm, u.grad_square_sum);
+      };
+    };
+    auto eager = update_options;
+    eager.graphs = nullptr;
+    if (graphs) kernels["replayed"] = gpu_kernel_times(three_steps(update_options), 3);
+    kernels["eager"] = gpu_kernel_times(three_steps(eager), 3);
+    spdlog::info("[bench] GPU kernels per step: {}", kernels.dump());
+  }
   // FLOPs per target token of the timed batches (padding included: it is computed).
   double all_flops = 0, all_tokens = 0;
   for (int64_t step = o.warmup_steps; step < total; ++step) {
@@ -448,6 +486,7 @@ nlohmann::json run_train(const BenchOptions& o) {
           {"attention_step", o.attention_step},
           {"cpu_kernels", o.cpu_kernels},
           {"ops_per_step", ops},
+          {"kernel_times", kernels},
           {"shards", update_options.shards},
           {"embedding", config.model.embedding_size},
           {"hidden", config.model.hidden_size},
@@ -463,6 +502,7 @@ nlohmann::json run_train(const BenchOptions& o) {
           {"ms_per_step", median(step_ms)},
           {"update_ms", median(update_ms)},
           {"optimizer_ms", median(optimizer_ms)},
+          {"wait_ms", median(wait_ms)},
           {"gflops", median(flop_rates)},
           {"flops_per_tgt_token", all_flops / std::max(all_tokens, 1.0)},
           {"padding", 1.0 - static_cast<double>(real) / std::max<int64_t>(padded, 1)},
@@ -475,8 +515,10 @@ nlohmann::json run_train(const BenchOptions& o) {
                                  : nlohmann::json(false)},
           {"tf32", t.tf32 && device.is_cuda()},
           {"optimizer_in_graph", graphs && graphs->optimizer_recorded()},
+          {"defer_loss", graphs && update_options.defer_loss},
           {"first_loss", losses.front()},
           {"last_loss", losses.back()},
+          {"losses", losses},
           {"peak_rss_mib", peak_rss_mib()}};
 }
 
@@ -611,7 +653,7 @@ nlohmann::json run_child(const BenchOptions& o, const std::string& part, const L
       << " --warmup-steps " << o.warmup_steps << " --interval-steps " << o.interval_steps << " --intervals "
       << o.intervals << " --translate-repeats " << o.translate_repeats << " --device " << quote(o.device)
       << " --attention-step " << o.attention_step << " --cpu-kernels " << o.cpu_kernels
-      << " --optimizer-in-graph " << o.optimizer_in_graph
+      << " --optimizer-in-graph " << o.optimizer_in_graph << " --defer-loss " << o.defer_loss
       << " --output " << quote(file.string());
   for (const auto& kv : o.sets) cmd << " --set " << quote(kv);
   if (!variant.empty()) cmd << " --variant " << quote(variant);

@@ -49,7 +49,13 @@ struct BenchOptions {
   // With CUDA graphs: "on" records the clipping and Adam's update in the graphs (graph_adam.h), "off" runs
   // them after each replay, to compare the two.
   std::string optimizer_in_graph = "on";
+  // With CUDA graphs: "on" reads each step's loss after the next step is launched (the trainer's way), "off"
+  // waits for it at the end of its own step, to compare the two.
+  std::string defer_loss = "on";
   bool count_ops = false;  // train part: count the LibTorch operations of one step (op_count.h)
+  // train part on a GPU: the GPU time per kernel of a few more steps, replayed (with graphs) and eager
+  // (gpu_kernel_times.h)
+  bool kernel_times = false;
   std::string device = "cpu";     // cpu | cuda | cuda:N | auto: where the ceiling, training and translation run
   std::vector<std::string> sets;  // config overrides KEY=VALUE for every part (e.g. model.hidden_size=512)
 };

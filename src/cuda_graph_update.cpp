@@ -64,7 +64,6 @@ struct CudaGraphUpdate::Impl {
   decltype(at::cuda::graph_pool_handle()) pool = at::cuda::graph_pool_handle();
   std::optional<c10::cuda::CUDAStream> stream;  // the recording stream (never the default one)
   int64_t max_graphs = 256, graphs = 0, replays = 0, eager = 0;
-  std::optional<at::cuda::CUDAEvent> replay_start, replay_end;  // with timing (the default disables it)
   std::vector<double> replay_ms;
   bool bound = false;  // to the optimizer of the first run (none, or the one in `adam`)
   torch::optim::Optimizer* optimizer = nullptr;
@@ -135,7 +134,8 @@ CudaGraphUpdate::CudaGraphUpdate(int64_t length_step, int64_t max_graphs)
 bool CudaGraphUpdate::available() { return true; }
 
 Update CudaGraphUpdate::run(Seq2Seq& model, const std::vector<torch::Tensor>& params, const Batch& batch,
-                            const TrainingConfig& t, const torch::Device& device, torch::optim::Optimizer* optimizer) {
+                            const TrainingConfig& t, const torch::Device& device, torch::optim::Optimizer* optimizer,
+                            bool defer_loss) {
   TORCH_CHECK(device.is_cuda(), "CudaGraphUpdate: a CUDA device expected, got ", device.str());
   auto& I = *impl_;
   I.bind(optimizer, params, t);
@@ -146,22 +146,24 @@ Update CudaGraphUpdate::run(Seq2Seq& model, const std::vector<torch::Tensor>& pa
   if (!s.inputs.src.defined()) {
     s.inputs = padded.to(device);
   } else {
-    s.inputs.src.copy_(padded.src);
-    s.inputs.src_lengths.copy_(padded.src_lengths);
-    s.inputs.tgt_in.copy_(padded.tgt_in);
-    s.inputs.tgt_out.copy_(padded.tgt_out);
+    // From page-locked memory, without waiting: a copy from pageable memory waits for the stream's work
+    // (the step before), which leaves the GPU idle while the CPU prepares this step. The stream runs the
+    // copies after the step before has read the inputs.
+    s.inputs.src.copy_(padded.src.pin_memory(), /*non_blocking=*/true);
+    s.inputs.src_lengths.copy_(padded.src_lengths.pin_memory(), /*non_blocking=*/true);
+    s.inputs.tgt_in.copy_(padded.tgt_in.pin_memory(), /*non_blocking=*/true);
+    s.inputs.tgt_out.copy_(padded.tgt_out.pin_memory(), /*non_blocking=*/true);
   }
   ++s.runs;
   if (I.adam) I.adam->begin_step();
   const bool replay = s.graph != nullptr;
+  std::shared_ptr<at::cuda::CUDAEvent> replay_start, replay_end;  // with timing (the default disables it)
   if (replay) {
-    if (!I.replay_start) {
-      I.replay_start.emplace(cudaEventDefault);
-      I.replay_end.emplace(cudaEventDefault);
-    }
-    I.replay_start->record();
+    replay_start = std::make_shared<at::cuda::CUDAEvent>(cudaEventDefault);
+    replay_end = std::make_shared<at::cuda::CUDAEvent>(cudaEventDefault);
+    replay_start->record();
     s.graph->replay();
-    I.replay_end->record();
+    replay_end->record();
     ++I.replays;
   } else if (s.runs >= 2 && I.graphs < I.max_graphs) {
     I.record(s, model, params, t, device);  // a second batch of this shape: worth a graph
@@ -172,10 +174,23 @@ Update CudaGraphUpdate::run(Seq2Seq& model, const std::vector<torch::Tensor>& pa
   }
   for (size_t i = 0; i < params.size(); ++i)
     if (!params[i].grad().is_same(I.grads[i])) params[i].mutable_grad() = I.grads[i];
+  // The loss into page-locked memory, and an event after it: reading it waits for this step only.
+  auto host_loss = torch::empty({}, I.loss.options().device(torch::kCPU).pinned_memory(true));
+  host_loss.copy_(I.loss, /*non_blocking=*/true);
+  auto done = std::make_shared<at::cuda::CUDAEvent>();
+  done->record();
+  auto* impl = impl_.get();
+  auto read = [impl, host_loss, done, replay_start, replay_end]() {
+    done->synchronize();
+    if (replay_start) impl->replay_ms.push_back(static_cast<double>(replay_start->elapsed_time(*replay_end)));
+    return host_loss.item<double>();
+  };
   Update u;
-  u.loss = I.loss.item<double>();  // waits for the step
+  if (defer_loss)
+    u.pending = read;
+  else
+    u.loss = read();  // waits for the step
   u.stepped = I.adam != nullptr;
-  if (replay) I.replay_ms.push_back(static_cast<double>(I.replay_start->elapsed_time(*I.replay_end)));
   u.tokens = batch.tgt_tokens;
   u.padded_cells = padded.padded_tokens;
   u.real_cells = batch.real_tokens;
@@ -229,7 +244,7 @@ CudaGraphUpdate::CudaGraphUpdate(int64_t length_step, int64_t)
 bool CudaGraphUpdate::available() { return false; }
 
 Update CudaGraphUpdate::run(Seq2Seq&, const std::vector<torch::Tensor>&, const Batch&, const TrainingConfig&,
-                            const torch::Device&, torch::optim::Optimizer*) {
+                            const torch::Device&, torch::optim::Optimizer*, bool) {
   throw Error(kNoCuda);
 }
 

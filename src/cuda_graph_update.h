@@ -15,7 +15,8 @@
 // with fresh graphs, continues exactly as an uninterrupted one.
 //
 // With the optimizer (run's `optimizer`), the graph also records the clipping and Adam's update
-// (graph_adam.h), so a replayed step waits for the device once, to read the loss back.
+// (graph_adam.h), so a replayed step waits for the device once, to read the loss back; with `defer_loss`
+// that wait comes one step later, after the next step is launched (the trainer and the benchmark).
 //
 // Graphs share one memory pool (they run one at a time, and the only tensors that outlive a run, the
 // inputs, the gradients and the loss, are allocated outside it), so a graph costs little more than its
@@ -52,8 +53,11 @@ class CudaGraphUpdate {
   // clipping (t.clip_norm) and the optimizer's update are done too, recorded in the graphs, when
   // GraphAdam can do them (graph_adam.h: Adam without weight decay or amsgrad); Update::stepped says
   // whether they were, and the caller steps the optimizer itself when not.
+  // With `defer_loss`, it returns once the step is launched, its loss pending (Update::pending): the
+  // batch's copies to the GPU and the loss's copy back do not wait for the GPU either, so the CPU can
+  // prepare the next step while the GPU runs this one.
   Update run(Seq2Seq& model, const std::vector<torch::Tensor>& params, const Batch& batch, const TrainingConfig& t,
-             const torch::Device& device, torch::optim::Optimizer* optimizer = nullptr);
+             const torch::Device& device, torch::optim::Optimizer* optimizer = nullptr, bool defer_loss = false);
 
   // Records the graphs of these batches' shapes now, without updating the model (or the optimizer's
   // state): the benchmark's way of timing the steady state that a long run reaches after its first few
@@ -68,8 +72,9 @@ class CudaGraphUpdate {
   int64_t replays() const;  // steps that replayed a graph
   int64_t eager() const;    // steps that ran eagerly
   bool optimizer_recorded() const;  // the runs include the optimizer's step (GraphAdam)
-  // The GPU's time of each replay so far, in ms (CUDA events around the replay): against the wall time
-  // of a step, what the step spends outside the graph (batch copies, clipping, Adam, the loss read back).
+  // The GPU's time of each replay so far, in ms (CUDA events around the replay; a deferred step's once its
+  // loss is read): against the wall time of a step, what the step spends outside the graph (batch copies,
+  // clipping and Adam when not recorded, the loss read back, the CPU's work while the GPU waits).
   const std::vector<double>& replay_gpu_ms() const;
 
  private:

@@ -137,9 +137,17 @@ int main(int argc, char** argv) {
                         "train part with training.cuda_graphs: on (the clipping and Adam's update recorded in the "
                         "graphs), or off (run after each replay), to compare them")
       ->capture_default_str()->check(CLI::IsMember({"on", "off"}));
+  bench_cmd->add_option("--defer-loss", bench.defer_loss,
+                        "train part with training.cuda_graphs: on (each step's loss read after the next step is "
+                        "launched, as the trainer does), or off (read at the end of its own step), to compare them")
+      ->capture_default_str()->check(CLI::IsMember({"on", "off"}));
   bench_cmd->add_flag("--count-ops", bench.count_ops,
                       "train part: also count the LibTorch operations of one training step, forward and backward "
                       "(on a GPU, its kernel launches)");
+  bench_cmd->add_flag("--kernel-times", bench.kernel_times,
+                      "train part on a GPU (a CUDA build): after the timed steps, the GPU time of each kernel over 3 "
+                      "more steps, replayed as CUDA graphs (with training.cuda_graphs) and eager, from LibTorch's "
+                      "profiler");
   bench_cmd->add_option("--device", bench.device, "cpu, cuda, cuda:N or auto: where every part runs")->capture_default_str();
   bench_cmd->add_option("--set", bench.sets, "config override KEY=VALUE for every part (repeatable), e.g. model.hidden_size=512");
   bench_cmd->add_option("--threads", bench.threads, "one part: LibTorch threads; 0 = all cores")->capture_default_str();

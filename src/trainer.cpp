@@ -28,6 +28,7 @@
 #include "runtime.h"
 #include "search.h"
 #include "signals.h"
+#include "step_losses.h"
 #include "update.h"
 #include "worker_threads.h"
 
@@ -172,6 +173,21 @@ void remove_stale_temporaries(const fs::path& dir) {
       spdlog::info("[train] removing {} left by an interrupted checkpoint write", e.path().string());
       fs::remove(e.path());
     }
+}
+
+// Runs `check` (StepLosses::add or settle); on a loss that is NaN or infinite, says so and returns false.
+template <typename Check>
+bool settled(ProgressLine& progress, Check&& check) {
+  try {
+    check();
+    return true;
+  } catch (const NonFiniteLoss& e) {
+    progress.clear();
+    spdlog::error("[train] {}; stopping. The last good checkpoint is intact; try a lower training.learning_rate or "
+                  "training.clip_norm",
+                  e.what());
+    return false;
+  }
 }
 
 }  // namespace
@@ -334,11 +350,13 @@ int train(const TrainOptions& options) {
   const auto graphs = make_graph_update(t, device, /*one_process=*/!group);
   update_options.graphs = graphs.get();
   update_options.optimizer = optimizer.get();
+  update_options.defer_loss = true;  // with graphs, each step's loss is read after the next one is launched
   const double elapsed_before = state.elapsed_seconds;
   const auto t_loop = Clock::now();
   auto t_interval = Clock::now();
   int64_t interval_tokens = 0, interval_padded = 0, interval_real = 0;
-  double interval_loss = 0;
+  StepLosses interval_losses;
+  double shown_loss = 0;  // on the progress line
   double interval_paused = 0;  // seconds of validation inside the interval: not training time
   int64_t interval_steps = 0;
   bool finished = false, stopped_early = false;
@@ -358,50 +376,56 @@ int train(const TrainOptions& options) {
       }
       update_options.seed = mix_seed(static_cast<uint64_t>(t.seed), static_cast<uint64_t>(env.rank),
                                      static_cast<uint64_t>(state.step));
-      const Update u = compute_update(model, params, data.train, mine, t, device, update_options, group.get());
-      if (!std::isfinite(u.loss)) {
-        progress.clear();
-        spdlog::error("[train] the loss became {} at step {}; stopping. The last good checkpoint is intact; try a "
-                      "lower training.learning_rate or training.clip_norm",
-                      u.loss, state.step + 1);
-        return 1;
-      }
-      if (!u.stepped) clip_and_step(*optimizer, params, t.clip_norm, u.grad_square_sum);
+      Update u = compute_update(model, params, data.train, mine, t, device, update_options, group.get());
+      const bool stepped = u.stepped;
+      const double grad_square_sum = u.grad_square_sum;
+      const int64_t tokens = u.tokens, padded_cells = u.padded_cells, real_cells = u.real_cells;
+      const bool stop_requested_elsewhere = u.stop_requested;
+      // checks the step before's loss (when still pending, now that this step is launched) and this one's
+      if (!settled(progress, [&] { interval_losses.add(std::move(u), state.step + 1); })) return 1;
+      if (!stepped) clip_and_step(*optimizer, params, t.clip_norm, grad_square_sum);
       ++state.step;
       state.batch_in_epoch += window;
-      interval_loss += u.loss;
       ++interval_steps;
-      interval_tokens += u.tokens;
-      interval_padded += u.padded_cells;
-      interval_real += u.real_cells;
+      const int64_t log_every = t.log_every;
+      const bool at_max = t.max_steps > 0 && state.step >= t.max_steps;
+      const bool validating = !data.valid.empty() && (state.step % t.valid_every == 0 || at_max);
+      // nothing below may follow a loss not yet checked: a log line, validation, a checkpoint, the end
+      if ((state.step % log_every == 0 || validating || state.step % t.checkpoint_every == 0 || at_max ||
+           state.batch_in_epoch >= n_batches || stop_requested_elsewhere || stop_requested()) &&
+          !settled(progress, [&] { interval_losses.settle(); }))
+        return 1;
+      interval_tokens += tokens;
+      interval_padded += padded_cells;
+      interval_real += real_cells;
       state.elapsed_seconds = elapsed_before + seconds_since(t_loop);
 
       {
         const double dt = std::max(seconds_since(t_interval) - interval_paused, 1e-9);
         const double per_step = dt / static_cast<double>(interval_steps);
-        progress.update({state.step, state.epoch + 1, interval_loss / interval_steps, interval_tokens / dt,
+        if (interval_losses.counted()) shown_loss = interval_losses.mean();  // (else the step's is on its way)
+        progress.update({state.step, state.epoch + 1, shown_loss, interval_tokens / dt,
                          per_step * static_cast<double>(t.valid_every - state.step % t.valid_every)});
       }
-      if (state.step % t.log_every == 0) {
+      if (state.step % log_every == 0) {
         progress.clear();
         const double dt = seconds_since(t_interval) - interval_paused;
         const double lr = optimizer->param_groups()[0].options().get_lr();
         const double tps = interval_tokens / std::max(dt, 1e-9);
         const double pad = 1.0 - static_cast<double>(interval_real) / std::max<int64_t>(interval_padded, 1);
         spdlog::info("[train] step {} epoch {} loss {:.4f} lr {:.2e} {:.0f} tgt tok/s padding {:.1f}% elapsed {:.0f}s",
-                     state.step, state.epoch + 1, interval_loss / interval_steps, lr, tps, 100 * pad,
+                     state.step, state.epoch + 1, interval_losses.mean(), lr, tps, 100 * pad,
                      state.elapsed_seconds);
         if (metrics)
           metrics->write({{"type", "train"}, {"step", state.step}, {"epoch", state.epoch + 1},
-                          {"loss", interval_loss / interval_steps}, {"lr", lr}, {"tokens_per_sec", tps},
+                          {"loss", interval_losses.mean()}, {"lr", lr}, {"tokens_per_sec", tps},
                           {"padding", pad}, {"elapsed", state.elapsed_seconds}});
-        interval_loss = 0;
+        interval_losses.reset();
         interval_steps = interval_tokens = interval_padded = interval_real = 0;
         interval_paused = 0;
         t_interval = Clock::now();
       }
-      const bool at_max = t.max_steps > 0 && state.step >= t.max_steps;
-      if (!data.valid.empty() && (state.step % t.valid_every == 0 || at_max)) {
+      if (validating) {
         progress.clear();
         const auto t_valid = Clock::now();
         // Rank 0 validates; the others wait for its figures so that every rank takes the same decisions.
@@ -444,7 +468,8 @@ int train(const TrainOptions& options) {
         break;
       }
       // All ranks stop after the same step: the request travels with the step's all-reduce.
-      if (group ? u.stop_requested : stop_requested()) {
+      if (group ? stop_requested_elsewhere : stop_requested()) {
+        if (!settled(progress, [&] { interval_losses.settle(); })) return 1;  // a signal since the check above
         save("interrupted");
         const int sig = stop_signal() ? stop_signal() : SIGINT;
         spdlog::warn("[train] interrupted by {} at step {}; resume with --resume auto",

@@ -191,7 +191,8 @@ Update compute_update(Seq2Seq& model, const std::vector<torch::Tensor>& params, 
   };
 
   if (options.graphs && !group && batches.size() == 1)
-    return options.graphs->run(model, params, make_batch(examples, batches[0]), t, device, options.optimizer);
+    return options.graphs->run(model, params, make_batch(examples, batches[0]), t, device, options.optimizer,
+                                options.defer_loss);
   if (!group && batches.size() == 1 && options.shards <= 1) {
     const auto batch = make_batch(examples, batches[0]).to(device);
     auto out = model->forward(batch, t.scheduled_sampling);

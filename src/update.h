@@ -11,6 +11,7 @@
 //    every core busy.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include <torch/torch.h>
@@ -26,7 +27,7 @@ class CudaGraphUpdate;
 
 // One optimiser update's figures, the same on every rank.
 struct Update {
-  double loss = 0;              // per target token
+  double loss = 0;              // per target token (with `pending`: once finish() has read it)
   int64_t tokens = 0;           // target tokens (all ranks)
   int64_t padded_cells = 0;     // this rank's batches: source and target cells with padding
   int64_t real_cells = 0;       // ... and without
@@ -38,6 +39,17 @@ struct Update {
   // The optimizer's step (clipping included) was already applied with the update (UpdateOptions::optimizer
   // and CUDA graphs): the caller must not step it again. The gradients left in .grad are then clipped.
   bool stepped = false;
+  // The loss is still on its way back from the GPU (UpdateOptions::defer_loss): the step was launched and
+  // nothing waited for it. finish() waits for it and sets `loss`. A caller that reads it one step late (after
+  // launching the next step) keeps the GPU busy while the CPU prepares the next batch.
+  std::function<double()> pending;
+  double finish() {
+    if (pending) {
+      loss = pending();
+      pending = nullptr;
+    }
+    return loss;
+  }
 };
 
 struct UpdateOptions {
@@ -46,6 +58,9 @@ struct UpdateOptions {
   CudaGraphUpdate* graphs = nullptr;  // GPU, one batch, no process group: the step as CUDA graphs
   // With graphs: the run's optimizer, for the graphs to record its step too (CudaGraphUpdate::run)
   torch::optim::Optimizer* optimizer = nullptr;
+  // With graphs: return before the step is done, its loss pending (Update::pending), so that the caller
+  // can prepare the next step while the GPU runs this one
+  bool defer_loss = false;
 };
 
 // Forward and backward of `batches` (index lists into `examples`; may be empty on a rank that has none

@@ -513,6 +513,10 @@ TEST(Cli, BenchCountsAStepsOperationsOnEachRoute) {
     const auto r = run_s2s(args, dir.path());
     EXPECT_EQ(r.code(), 0) << r.describe();
     const auto j = json::parse(r.out);
+    // every step's loss, in order (a graphs step's is read one step late)
+    EXPECT_EQ(j.at("losses").size(), 2u);
+    EXPECT_EQ(j.at("losses").front(), j.at("first_loss"));
+    EXPECT_EQ(j.at("losses").back(), j.at("last_loss"));
     const auto& ops = j.at("ops_per_step");
     EXPECT_EQ(ops.at("batch").at("sentences"), 8);
     int64_t sum = 0;
@@ -529,6 +533,19 @@ TEST(Cli, BenchCountsAStepsOperationsOnEachRoute) {
   // the route's own operations: a softmax per decoder step, not there when the kernels run the step
   EXPECT_GT(gpu_route.at("by_name").value("aten::_softmax", 0), 0);
   EXPECT_EQ(kernels.at("by_name").value("aten::_softmax", 0), 0);
+}
+
+// --kernel-times reads the GPU's kernel records: on the CPU it says what it needs, before training anything.
+TEST(Cli, BenchKernelTimesNeedAGpu) {
+  TempDir dir;
+  const auto corpus = make_corpus(dir);
+  const auto config = write_config(dir, tiny_config(corpus, dir.file("run")));
+  const auto r = run_s2s({"bench", "--part", "train", "--config", config, "--variant", "rnn+bahdanau", "--batch-size",
+                          "8", "--warmup-steps", "1", "--interval-steps", "1", "--intervals", "1", "--kernel-times"},
+                         dir.path());
+  EXPECT_NE(r.code(), 0) << r.describe();
+  EXPECT_TRUE(contains(r.err, "--kernel-times: needs --device cuda")) << r.describe();
+  EXPECT_FALSE(contains(r.err, "tgt tok/s")) << r.describe();
 }
 
 // ---------------------------------------------------------------------------------------------
