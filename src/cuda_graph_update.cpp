@@ -271,7 +271,7 @@ std::unique_ptr<CudaGraphUpdate> make_graph_update(const TrainingConfig& t, cons
   if (!t.cuda_graphs) {
     if (device.is_cuda() && CudaGraphUpdate::available() && one_process && t.accumulate == 1)
       spdlog::info("[train] training.cuda_graphs is off: with it the GPU replays each batch shape's recorded "
-                   "step instead of launching its kernels one by one (2.7-6x the steps per second on an H200)");
+                   "step instead of launching its kernels one by one (2.5-6.4x the steps per second on an H200)");
     return nullptr;
   }
   if (!device.is_cuda()) {
