@@ -387,11 +387,10 @@ int train(const TrainOptions& options) {
       ++state.step;
       state.batch_in_epoch += window;
       ++interval_steps;
-      const int64_t log_every = t.log_every;
       const bool at_max = t.max_steps > 0 && state.step >= t.max_steps;
       const bool validating = !data.valid.empty() && (state.step % t.valid_every == 0 || at_max);
       // nothing below may follow a loss not yet checked: a log line, validation, a checkpoint, the end
-      if ((state.step % log_every == 0 || validating || state.step % t.checkpoint_every == 0 || at_max ||
+      if ((state.step % t.log_every == 0 || validating || state.step % t.checkpoint_every == 0 || at_max ||
            state.batch_in_epoch >= n_batches || stop_requested_elsewhere || stop_requested()) &&
           !settled(progress, [&] { interval_losses.settle(); }))
         return 1;
@@ -407,7 +406,7 @@ int train(const TrainOptions& options) {
         progress.update({state.step, state.epoch + 1, shown_loss, interval_tokens / dt,
                          per_step * static_cast<double>(t.valid_every - state.step % t.valid_every)});
       }
-      if (state.step % log_every == 0) {
+      if (state.step % t.log_every == 0) {
         progress.clear();
         const double dt = seconds_since(t_interval) - interval_paused;
         const double lr = optimizer->param_groups()[0].options().get_lr();
