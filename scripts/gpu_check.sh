@@ -72,7 +72,7 @@ attention_arms() {  # $1: variant. The fused step with the optimizer in the grap
       --set training.cuda_graphs=true --set training.tf32=$tf32 --attention-step ${a%%+*} --count-ops \
       --optimizer-in-graph $in_graph --defer-loss $defer -o "$OUT/attention-$v-$a.json" 2>>"$OUT/graphs.log"
     python3 -c "import json,sys; j=json.load(open(sys.argv[1]));
-print('%-13s %-11s tf32 %-5s optimizer in graph %-5s loss read late %-5s %6.2f ms/step (update %.2f, optimizer %.2f, wait %.2f; GPU %.2f per replay) %7.0f tgt tok/s loss %.6f -> %.6f, %d ops per eager step' % (j['variant'], j['attention_step'], j['tf32'], j['optimizer_in_graph'], j['defer_loss'], j['ms_per_step'], j['update_ms'], j['optimizer_ms'], j['wait_ms'], j['cuda_graphs']['replay_gpu_ms'], j['tgt_tokens_per_sec'], j['first_loss'], j['last_loss'], j['ops_per_step']['total']))" \
+print('%-13s %-11s tf32 %-5s optimizer in graph %-5s loss read late %-5s %6.2f ms/step (update %.2f, optimizer %.2f, wait %.2f; GPU per replay %.2f median, %.2f mean) %7.0f tgt tok/s loss %.6f -> %.6f, %d ops per eager step' % (j['variant'], j['attention_step'], j['tf32'], j['optimizer_in_graph'], j['defer_loss'], j['ms_per_step'], j['update_ms'], j['optimizer_ms'], j['wait_ms'], j['cuda_graphs']['replay_gpu_ms'], j['cuda_graphs'].get('replay_gpu_ms_mean', 0), j['tgt_tokens_per_sec'], j['first_loss'], j['last_loss'], j['ops_per_step']['total']))" \
       "$OUT/attention-$v-$a.json" || tail -5 "$OUT/graphs.log"
   done
 }
@@ -86,7 +86,7 @@ graphs_table() {  # $1 hidden, $2 batch: each training config without and with g
         --set $set_graphs -o "$OUT/train-$v-h$1-b$2-graphs-$g.json" 2>>"$OUT/graphs.log"
       python3 -c "import json,sys; j=json.load(open(sys.argv[1])); g=j['cuda_graphs'];
 print('%-13s h%-4d b%-4d graphs %-5s %7.2f ms/step (update %.2f, optimizer %.2f, wait %.2f) %9.0f tgt tok/s padding %4.1f%%' % (j['variant'], j['hidden'], j['batch'], sys.argv[2], j['ms_per_step'], j['update_ms'], j['optimizer_ms'], j['wait_ms'], j['tgt_tokens_per_sec'], 100 * j['padding']),
-      '' if not g else '(GPU %.2f ms per replay; %d recorded in %.1f s; %d steps replayed, %d eager)' % (g['replay_gpu_ms'], g['recorded'], g['record_seconds'], g['replayed_steps'], g['eager_steps']))" \
+      '' if not g else '(GPU %.2f ms per replay, mean %.2f; %d recorded in %.1f s; %d steps replayed, %d eager)' % (g['replay_gpu_ms'], g.get('replay_gpu_ms_mean', 0), g['recorded'], g['record_seconds'], g['replayed_steps'], g['eager_steps']))" \
         "$OUT/train-$v-h$1-b$2-graphs-$g.json" $g || tail -5 "$OUT/graphs.log"
     done
   done

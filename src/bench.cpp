@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <numeric>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -433,10 +434,13 @@ nlohmann::json run_train(const BenchOptions& o) {
   }
   read_waiting();
   profile.reset();  // writes the trace
-  auto timed_replays_gpu_ms = [&] {  // the median GPU time of the timed steps' replays
+  auto timed_replays_gpu_ms = [&] {  // the GPU times of the timed steps' replays
     const auto& all = graphs->replay_gpu_ms();
-    return median(std::vector<double>(all.begin() + static_cast<std::ptrdiff_t>(std::min(timed_replays_from, all.size())),
-                                      all.end()));
+    return std::vector<double>(all.begin() + static_cast<std::ptrdiff_t>(std::min(timed_replays_from, all.size())),
+                               all.end());
+  };
+  auto mean = [](const std::vector<double>& v) {
+    return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
   };
   // --count-ops: the operations of one more step on the first timed batch, run eagerly (a recorded step
   // replays as one launch), on every shard's thread; the update is not applied.
@@ -511,7 +515,10 @@ nlohmann::json run_train(const BenchOptions& o) {
                                                   {"record_seconds", record_seconds},
                                                   {"replayed_steps", graphs->replays()},
                                                   {"eager_steps", graphs->eager()},
-                                                  {"replay_gpu_ms", timed_replays_gpu_ms()}}
+                                                  // the median replay, and the mean (ms_per_step is a mean
+                                                  // over each interval's batches, whose lengths differ)
+                                                  {"replay_gpu_ms", median(timed_replays_gpu_ms())},
+                                                  {"replay_gpu_ms_mean", mean(timed_replays_gpu_ms())}}
                                  : nlohmann::json(false)},
           {"tf32", t.tf32 && device.is_cuda()},
           {"optimizer_in_graph", graphs && graphs->optimizer_recorded()},
