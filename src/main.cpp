@@ -12,6 +12,7 @@
 #include "runtime.h"
 #include "trainer.h"
 #include "translator.h"
+#include "unknown_arguments.h"
 
 namespace {
 
@@ -161,7 +162,12 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--translate-repeats", bench.translate_repeats, "greedy passes over the test set (beam: one fewer)")
       ->capture_default_str()->check(CLI::PositiveNumber);
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    s2s::reject_unknown_arguments(app, argc, argv);
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
   try {
     if (*train_cmd) return s2s::train(train);
     if (*tr_cmd) return s2s::run_translate(tr);

@@ -141,9 +141,30 @@ TEST(Cli, BadCommandLinesFail) {
   EXPECT_NE(flag.code(), 0) << flag.describe();
   EXPECT_TRUE(contains(flag.out + flag.err, "--no-such-flag")) << flag.describe();
 
+  // An unknown flag is named even when a required option is missing too (CLI11 alone reports the
+  // missing option first, so a mistyped `--chekpoint` read as "--checkpoint is required").
+  const auto typo = run_s2s({"translate", "--chekpoint", "x.pt", "hello"}, dir.path());
+  EXPECT_NE(typo.code(), 0) << typo.describe();
+  EXPECT_TRUE(contains(typo.out + typo.err, "--chekpoint")) << typo.describe();
+  EXPECT_FALSE(contains(typo.out + typo.err, "is required")) << typo.describe();
+  const auto typo_eq = run_s2s({"evaluate", "--bem=5"}, dir.path());
+  EXPECT_NE(typo_eq.code(), 0) << typo_eq.describe();
+  EXPECT_TRUE(contains(typo_eq.out + typo_eq.err, "--bem")) << typo_eq.describe();
+  const auto top_flag = run_s2s({"--verbose", "train"}, dir.path());
+  EXPECT_NE(top_flag.code(), 0) << top_flag.describe();
+  EXPECT_TRUE(contains(top_flag.out + top_flag.err, "--verbose")) << top_flag.describe();
+
+  // An unknown command is named, with the commands there are.
   const auto sub = run_s2s({"frobnicate"}, dir.path());
   EXPECT_TRUE(sub.finished);
   EXPECT_NE(sub.code(), 0) << sub.describe();
+  EXPECT_TRUE(contains(sub.out + sub.err, "frobnicate")) << sub.describe();
+  EXPECT_TRUE(contains(sub.out + sub.err, "translate")) << sub.describe();
+
+  // What only looks like a flag is left alone: a negative number, and anything after `--`.
+  const auto after_dashes = run_s2s({"translate", "--length-penalty", "-0", "--", "--not-a-flag"}, dir.path());
+  EXPECT_NE(after_dashes.code(), 0) << after_dashes.describe();
+  EXPECT_TRUE(contains(after_dashes.out + after_dashes.err, "--checkpoint is required")) << after_dashes.describe();
 
   const auto none = run_s2s({}, dir.path());
   EXPECT_NE(none.code(), 0) << none.describe();
