@@ -1,6 +1,7 @@
 #include "data.h"
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <numeric>
@@ -28,6 +29,26 @@ std::vector<std::string> read_lines(const std::string& path) {
   }
   if (in.bad()) throw Error(path + ": read error");
   return lines;
+}
+
+void require_data_files(const DataConfig& d) {
+  namespace fs = std::filesystem;
+  const std::pair<const char*, const std::string*> keys[] = {
+      {"data.train_src", &d.train_src}, {"data.train_tgt", &d.train_tgt}, {"data.valid_src", &d.valid_src},
+      {"data.valid_tgt", &d.valid_tgt}, {"data.spm_model", &d.spm_model}, {"data.spm_model_tgt", &d.spm_model_tgt}};
+  for (const auto& [key, path] : keys) {
+    if (path->empty()) continue;
+    std::error_code ec;
+    const auto status = fs::status(*path, ec);
+    std::string problem;
+    if (!fs::exists(status)) problem = "no such file";
+    else if (fs::is_directory(status)) problem = "a directory, not a file";
+    else continue;
+    std::string where;
+    if (fs::path(*path).is_relative()) where = " (a relative path is read from the current directory, " +
+                                               fs::current_path(ec).string() + ")";
+    throw Error(std::string(key) + ": " + *path + ": " + problem + where);
+  }
 }
 
 ParallelText read_tsv(const std::string& path) {

@@ -26,6 +26,11 @@ struct ParallelText {
 ParallelText read_parallel(const std::string& src_path, const std::string& tgt_path);
 ParallelText read_tsv(const std::string& path);  // throws naming file:line for a line without a tab
 
+// Checks that every file the config names for training (train_*, valid_*, spm_model*) is there before
+// any is read; throws s2s::Error naming the config key, the path and, for a relative path, the
+// directory it was looked for in.
+void require_data_files(const DataConfig& d);
+
 // Tokenizers and vocabularies of both sides: everything that turns text into ids and back.
 struct TextCodec {
   std::shared_ptr<Tokenizer> src_tokenizer, tgt_tokenizer;

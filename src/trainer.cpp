@@ -63,6 +63,7 @@ Corpora load_corpora(const Config& config, const TextCodec* existing_codec) {
   const auto& d = config.data;
   if (d.train_src.empty())
     throw Error("data.train_src must be set (with data.train_tgt, or alone for a tab-separated file)");
+  require_data_files(d);
   const auto t0 = Clock::now();
   auto train_text = read_parallel(d.train_src, d.train_tgt);
   Corpora c;

@@ -209,6 +209,21 @@ TEST(Cli, TrainMissingTrainingFileNamesThePath) {
   EXPECT_TRUE(r.finished);
   EXPECT_NE(r.code(), 0) << r.describe();
   EXPECT_TRUE(contains(r.err, corpus.train_src)) << r.describe();
+  EXPECT_TRUE(contains(r.err, "data.train_src")) << r.describe();
+  EXPECT_FALSE(fs::exists(dir.file("run/last.pt")));
+}
+
+TEST(Cli, TrainMissingValidationFileNamesTheKeyAndTheDirectory) {
+  TempDir dir;
+  auto corpus = make_corpus(dir);
+  corpus.valid_tgt = "no-such-dir/valid.tgt";  // relative: read from the working directory
+  const auto path = write_config(dir, tiny_config(corpus, dir.file("run")));
+  const auto r = run_train(path, dir.path());
+  EXPECT_TRUE(r.finished);
+  EXPECT_NE(r.code(), 0) << r.describe();
+  EXPECT_TRUE(contains(r.err, "data.valid_tgt")) << r.describe();
+  EXPECT_TRUE(contains(r.err, "no-such-dir/valid.tgt")) << r.describe();
+  EXPECT_TRUE(contains(r.err, "current directory")) << r.describe();
   EXPECT_FALSE(fs::exists(dir.file("run/last.pt")));
 }
 
