@@ -4,6 +4,7 @@
 #include <limits>
 #include <numeric>
 
+#include "error.h"
 #include "vocabulary.h"
 
 namespace s2s {
@@ -71,6 +72,12 @@ Hypothesis trace_back(const std::vector<StepRecord>& history, const Finished& f,
 }
 
 }  // namespace
+
+void check_search_options(const SearchOptions& o) {
+  if (o.n_best > o.beam_size)
+    throw Error("--n-best " + std::to_string(o.n_best) + " is more than --beam " + std::to_string(o.beam_size) +
+                ": a search keeps at most beam-size hypotheses per sentence");
+}
 
 std::vector<std::vector<Hypothesis>> search(Seq2Seq& model, const Batch& batch, const SearchOptions& options) {
   InferenceGuard guard(model);

@@ -18,6 +18,10 @@ struct SearchOptions {
   int64_t max_length = 512;       // hard cap on output tokens, whatever the source length
 };
 
+// Throws s2s::Error, in the command line's words, when the options ask for what a search cannot give
+// (more hypotheses than the beam keeps).
+void check_search_options(const SearchOptions& options);
+
 struct Hypothesis {
   std::vector<int64_t> tokens;                 // without </s>
   double score = 0;                            // sum of log-probabilities (beam: length-normalised)

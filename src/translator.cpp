@@ -172,6 +172,7 @@ class LineSource {
 }  // namespace
 
 int run_translate(const TranslateCommand& cmd) {
+  check_search_options(cmd.translator.search);
   configure_threads(cmd.threads, "translate");
   const auto device = resolve_device(cmd.device);
   Translator translator(load_model(cmd.checkpoint, device), device, cmd.translator);
@@ -236,6 +237,7 @@ int run_translate(const TranslateCommand& cmd) {
 }
 
 int run_evaluate(const EvaluateCommand& cmd) {
+  check_search_options(cmd.translator.search);
   configure_threads(cmd.threads, "evaluate");
   const auto device = resolve_device(cmd.device);
   auto text = read_parallel(cmd.src, cmd.ref);

@@ -174,6 +174,12 @@ TEST(Cli, BadCommandLinesFail) {
   EXPECT_NE(no_ckpt.code(), 0) << no_ckpt.describe();
   EXPECT_TRUE(contains(no_ckpt.out + no_ckpt.err, "--checkpoint")) << no_ckpt.describe();
 
+  // More hypotheses than the beam keeps is an error, not a silent cut (checked before the model loads).
+  const auto n_best = run_s2s({"translate", "-c", dir.file("nope.pt"), "--beam", "2", "--n-best", "3", "hi"}, dir.path());
+  EXPECT_NE(n_best.code(), 0) << n_best.describe();
+  EXPECT_TRUE(contains(n_best.err, "--n-best 3")) << n_best.describe();
+  EXPECT_FALSE(contains(n_best.err, "nope.pt")) << n_best.describe();
+
   const auto missing_ckpt = run_s2s({"translate", "-c", dir.file("nope.pt"), "--device", "cpu", "hello"}, dir.path());
   EXPECT_NE(missing_ckpt.code(), 0) << missing_ckpt.describe();
   EXPECT_TRUE(contains(missing_ckpt.err, dir.file("nope.pt"))) << missing_ckpt.describe();
