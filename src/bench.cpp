@@ -26,6 +26,7 @@
 #include "checkpoint.h"
 #include "cuda_graph_update.h"
 #include "data.h"
+#include "directories.h"
 #include "encoder.h"
 #include "error.h"
 #include "gpu_kernel_times.h"
@@ -752,7 +753,7 @@ int run_all(const BenchOptions& o) {
   ::rmdir(dir.c_str());
 
   auto path = o.output.empty() ? "bench/results-" + hostname() + ".json" : o.output;
-  if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path());
+  if (fs::path(path).has_parent_path()) ensure_directory(fs::path(path).parent_path().string(), "--output's folder");
   std::ofstream f(path);
   f << r.dump(2) << "\n";
   if (!f) throw Error(path + ": cannot write");

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "cuda_graph_update.h"
 #include "data.h"
+#include "directories.h"
 #include "distributed.h"
 #include "error.h"
 #include "lr_schedule.h"
@@ -226,7 +227,7 @@ int train(const TrainOptions& options) {
   if (!is_main) spdlog::set_level(spdlog::level::warn);
   if (env.active()) spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%^%l%$] [rank " + std::to_string(env.rank) + "] %v");
   const fs::path out_dir(config.output_dir);
-  fs::create_directories(out_dir);
+  ensure_directory(out_dir.string(), "output_dir");
   if (is_main) {
     remove_stale_temporaries(out_dir);
     auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((out_dir / "train.log").string());

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "attention_plot.h"
+#include "directories.h"
 #include "error.h"
 #include "metrics.h"
 #include "runtime.h"
@@ -184,7 +185,7 @@ int run_translate(const TranslateCommand& cmd) {
     if (!out_file) throw Error(cmd.output + ": cannot open for writing");
   }
   std::ostream& out = cmd.output.empty() ? std::cout : out_file;
-  if (!cmd.attention_svg_dir.empty()) fs::create_directories(cmd.attention_svg_dir);
+  if (!cmd.attention_svg_dir.empty()) ensure_directory(cmd.attention_svg_dir, "--attention-svg");
   int64_t sentence_number = 0;
 
   auto emit = [&](const std::vector<Translation>& results) {

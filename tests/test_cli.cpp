@@ -796,6 +796,20 @@ TEST_F(CliTrained, AnyInputIsSafe) {
   EXPECT_EQ(split_lines(alone.out), (std::vector<std::string>{lines[0], lines[4]}));
 }
 
+// A folder that cannot be made is an error naming the option or key that asked for it.
+TEST_F(CliTrained, FoldersThatCannotBeMadeAreNamed) {
+  const auto file = dir_->file("a-regular-file");
+  write_file(file, "x\n");
+  const auto svg = translate({"--attention-svg", file + "/att", "a b c"});
+  EXPECT_EQ(svg.code(), 1) << svg.describe();
+  EXPECT_TRUE(contains(svg.err, "--attention-svg " + file + "/att: cannot create the folder")) << svg.describe();
+
+  const auto path = write_config(*dir_, tiny_config(*corpus_, file + "/run"), "under-a-file.json");
+  const auto train = run_train(path, scratch());
+  EXPECT_EQ(train.code(), 1) << train.describe();
+  EXPECT_TRUE(contains(train.err, "output_dir " + file + "/run: cannot create the folder")) << train.describe();
+}
+
 // --unk-replace puts the source word with the highest attention weight where the model wrote <unk>.
 TEST_F(CliTrained, UnkReplaceUsesTheSourceWordWithMostAttention) {
   const std::string input = "a zzz1 b zzz2 c\n";
