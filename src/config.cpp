@@ -179,8 +179,12 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   }
   // Checked here as well as in config_from_json: apply_override would fail on a non-object first.
   if (!root.is_object()) throw Error(path + ": the config must be a JSON object");
-  for (const auto& o : overrides) apply_override(root, o);
-  return config_from_json(root, path);
+  std::string origin = path;  // errors name the --set options too: the bad value may come from one
+  for (const auto& o : overrides) {
+    apply_override(root, o);
+    origin += (&o == &overrides.front() ? " with --set " : ", --set ") + o;
+  }
+  return config_from_json(root, origin);
 }
 
 json config_to_json(const Config& c) {

@@ -203,6 +203,10 @@ TEST(Cli, TrainRejectsUnknownConfigKey) {
   const auto bad_set = run_train(good, dir.path(), {"--set", "model.hidden_size=big"});
   EXPECT_NE(bad_set.code(), 0) << bad_set.describe();
   EXPECT_TRUE(contains(bad_set.err, "model.hidden_size")) << bad_set.describe();
+  // A value that is well-typed but invalid names the --set it came from, not only the file.
+  const auto bad_value = run_train(good, dir.path(), {"--set", "training.seed=4", "--set", "model.hidden_size=-3"});
+  EXPECT_NE(bad_value.code(), 0) << bad_value.describe();
+  EXPECT_TRUE(contains(bad_value.err, "--set model.hidden_size=-3")) << bad_value.describe();
   EXPECT_FALSE(fs::exists(dir.file("run/last.pt")));
 }
 
