@@ -11,8 +11,9 @@
 # which need Gloo that the machine's LibTorch headers lack). Then, each line one `s2s bench --device cuda`
 # process (60 timed steps), results in OUT (default /tmp/gpu-check):
 #  1. at hidden 512 and batch 256 with graphs, rnn+bahdanau's step: fused attention (the default: the
-#     clipping and Adam recorded in the graphs, each step's loss read after the next is launched), the same
-#     with the loss read at the end of its own step (--defer-loss off), with the optimizer outside the
+#     clipping and Adam recorded in the graphs, Adam's update one fused kernel where LibTorch has it, each
+#     step's loss read after the next is launched), the same with Adam as separate operations
+#     (--fused-adam off), with the loss read at the end of its own step (--defer-loss off), with the optimizer outside the
 #     graphs (--optimizer-in-graph off), with TF32 products (training.tf32), and with the attention as
 #     autograd's expressions (--attention-step expressions); each with its time per step, its parts as the
 #     host sees them, the GPU's time per replay and the operations of one eager step;
@@ -51,7 +52,7 @@ trap 'kill $SMI 2>/dev/null' EXIT
 
 if [ -x "$BUILD_DIR/s2s_tests" ]; then
   log "CUDA tests"
-  (cd "$BUILD_DIR" && timeout ${TEST_TIMEOUT:-300} ./s2s_tests --gtest_filter='Cuda*' 2>&1) | tee "$OUT/tests.log" | tail -25
+  (cd "$BUILD_DIR" && timeout ${TEST_TIMEOUT:-300} ./s2s_tests --gtest_filter='Cuda*:*OnTheGpu*' 2>&1) | tee "$OUT/tests.log" | tail -25
 fi
 if [ "${FULL_TESTS:-0}" = 1 ] && [ -x "$BUILD_DIR/s2s_tests" ]; then
   log "the whole suite"
@@ -62,17 +63,18 @@ fi
 # whole script leaves the tables complete up to there.
 in_time() { [ -z "${DEADLINE:-}" ] || [ $(( $(date +%s) - T0 )) -lt "$DEADLINE" ] || { log "past DEADLINE=$DEADLINE s: skipping $*"; false; }; }
 attention_arms() {  # $1: variant. The fused step with the optimizer in the graphs (the default), outside them, with TF32; expressions
-  local v=$1 a tf32 in_graph
-  for a in fused fused+loss-now fused+optimizer-outside fused+tf32 expressions; do
+  local v=$1 a tf32 in_graph defer fused_adam
+  for a in fused fused+adam-unfused fused+loss-now fused+optimizer-outside fused+tf32 expressions; do
     in_time "$v $a" || return 0
     tf32=false; [ $a = fused+tf32 ] && tf32=true
     in_graph=on; [ $a = fused+optimizer-outside ] && in_graph=off
     defer=on; [ $a = fused+loss-now ] && defer=off
+    fused_adam=on; [ $a = fused+adam-unfused ] && fused_adam=off
     timeout 90 $S2S bench --part train --device cuda --variant $v --set model.hidden_size=512 --batch-size 256 \
       --set training.cuda_graphs=true --set training.tf32=$tf32 --attention-step ${a%%+*} --count-ops \
-      --optimizer-in-graph $in_graph --defer-loss $defer -o "$OUT/attention-$v-$a.json" 2>>"$OUT/graphs.log"
+      --optimizer-in-graph $in_graph --defer-loss $defer --fused-adam $fused_adam -o "$OUT/attention-$v-$a.json" 2>>"$OUT/graphs.log"
     python3 -c "import json,sys; j=json.load(open(sys.argv[1]));
-print('%-13s %-11s tf32 %-5s optimizer in graph %-5s loss read late %-5s %6.2f ms/step (update %.2f, optimizer %.2f, wait %.2f; GPU per replay %.2f median, %.2f mean) %7.0f tgt tok/s loss %.6f -> %.6f, %d ops per eager step' % (j['variant'], j['attention_step'], j['tf32'], j['optimizer_in_graph'], j['defer_loss'], j['ms_per_step'], j['update_ms'], j['optimizer_ms'], j['wait_ms'], j['cuda_graphs']['replay_gpu_ms'], j['cuda_graphs'].get('replay_gpu_ms_mean', 0), j['tgt_tokens_per_sec'], j['first_loss'], j['last_loss'], j['ops_per_step']['total']))" \
+print('%-13s %-11s tf32 %-5s optimizer in graph %-5s fused Adam %-5s loss read late %-5s %6.2f ms/step (update %.2f, optimizer %.2f, wait %.2f; GPU per replay %.2f median, %.2f mean) %7.0f tgt tok/s loss %.6f -> %.6f, %d ops per eager step' % (j['variant'], j['attention_step'], j['tf32'], j['optimizer_in_graph'], j.get('fused_adam'), j['defer_loss'], j['ms_per_step'], j['update_ms'], j['optimizer_ms'], j['wait_ms'], j['cuda_graphs']['replay_gpu_ms'], j['cuda_graphs'].get('replay_gpu_ms_mean', 0), j['tgt_tokens_per_sec'], j['first_loss'], j['last_loss'], j['ops_per_step']['total']))" \
       "$OUT/attention-$v-$a.json" || tail -5 "$OUT/graphs.log"
   done
 }
@@ -129,6 +131,7 @@ pairs = [('train-%s-h%s-graphs-false.json' % (v, hb), 'train-%s-h%s-graphs-1.jso
          for hb in ('512-b256', '256-b64') for v in ('rnn+bahdanau', 'rnn+qkv', 'gru+bahdanau')]
 pairs += [('attention-%s-fused+optimizer-outside.json' % v, 'attention-%s-fused.json' % v) for v in ('rnn+bahdanau', 'rnn+qkv')]
 pairs += [('attention-%s-fused+loss-now.json' % v, 'attention-%s-fused.json' % v) for v in ('rnn+bahdanau', 'rnn+qkv')]
+pairs += [('attention-%s-fused+adam-unfused.json' % v, 'attention-%s-fused.json' % v) for v in ('rnn+bahdanau', 'rnn+qkv')]
 for a, b in pairs:
     la, lb = losses(a), losses(b)
     if not la or not lb: continue

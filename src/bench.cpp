@@ -299,6 +299,7 @@ void apply_route_switches(const BenchOptions& o) {
   set_row_kernels(o.cpu_kernels == "on");
   set_batched_directions_on_cpu(o.cpu_kernels == "off");
   set_optimizer_in_graph(o.optimizer_in_graph == "on");
+  set_fused_adam(o.fused_adam == "on");
 }
 
 nlohmann::json run_train(const BenchOptions& o) {
@@ -523,6 +524,7 @@ nlohmann::json run_train(const BenchOptions& o) {
                                  : nlohmann::json(false)},
           {"tf32", t.tf32 && device.is_cuda()},
           {"optimizer_in_graph", graphs && graphs->optimizer_recorded()},
+          {"fused_adam", graphs && graphs->optimizer_fused()},
           {"defer_loss", graphs && update_options.defer_loss},
           {"first_loss", losses.front()},
           {"last_loss", losses.back()},
@@ -662,7 +664,7 @@ nlohmann::json run_child(const BenchOptions& o, const std::string& part, const L
       << o.intervals << " --translate-repeats " << o.translate_repeats << " --device " << quote(o.device)
       << " --attention-step " << o.attention_step << " --cpu-kernels " << o.cpu_kernels
       << " --optimizer-in-graph " << o.optimizer_in_graph << " --defer-loss " << o.defer_loss
-      << " --output " << quote(file.string());
+      << " --fused-adam " << o.fused_adam << " --output " << quote(file.string());
   for (const auto& kv : o.sets) cmd << " --set " << quote(kv);
   if (!variant.empty()) cmd << " --variant " << quote(variant);
   if (!layout.cpu_parallel.empty()) cmd << " --cpu-parallel " << layout.cpu_parallel;

@@ -52,6 +52,9 @@ struct BenchOptions {
   // With CUDA graphs: "on" reads each step's loss after the next step is launched (the trainer's way), "off"
   // waits for it at the end of its own step, to compare the two.
   std::string defer_loss = "on";
+  // With the optimizer in the graphs: "on" makes Adam's update one fused kernel where the build has it
+  // (LibTorch >= 2.3, float32 on a GPU; graph_adam.h), "off" keeps the separate operations.
+  std::string fused_adam = "on";
   bool count_ops = false;  // train part: count the LibTorch operations of one step (op_count.h)
   // train part on a GPU: the GPU time per kernel of a few more steps, replayed (with graphs) and eager
   // (gpu_kernel_times.h)

@@ -80,7 +80,8 @@ struct CudaGraphUpdate::Impl {
     std::string why;
     adam = GraphAdam::make(*o, params, t.clip_norm, &why);
     if (adam)
-      spdlog::info("[train] CUDA graphs: the clipping and Adam's update are recorded with the step");
+      spdlog::info("[train] CUDA graphs: the clipping and Adam's update are recorded with the step{}",
+                   adam->fused() ? " (Adam's update as one fused kernel)" : "");
     else
       spdlog::info("[train] CUDA graphs: the optimizer's step runs after each replay ({})", why);
   }
@@ -232,6 +233,7 @@ int64_t CudaGraphUpdate::graphs() const { return impl_->graphs; }
 int64_t CudaGraphUpdate::replays() const { return impl_->replays; }
 int64_t CudaGraphUpdate::eager() const { return impl_->eager; }
 bool CudaGraphUpdate::optimizer_recorded() const { return impl_->adam != nullptr; }
+bool CudaGraphUpdate::optimizer_fused() const { return impl_->adam && impl_->adam->fused(); }
 const std::vector<double>& CudaGraphUpdate::replay_gpu_ms() const { return impl_->replay_ms; }
 
 #else  // a LibTorch without CUDA
@@ -257,6 +259,7 @@ int64_t CudaGraphUpdate::graphs() const { return 0; }
 int64_t CudaGraphUpdate::replays() const { return 0; }
 int64_t CudaGraphUpdate::eager() const { return 0; }
 bool CudaGraphUpdate::optimizer_recorded() const { return false; }
+bool CudaGraphUpdate::optimizer_fused() const { return false; }
 const std::vector<double>& CudaGraphUpdate::replay_gpu_ms() const {
   static const std::vector<double> none;
   return none;

@@ -72,6 +72,7 @@ class CudaGraphUpdate {
   int64_t replays() const;  // steps that replayed a graph
   int64_t eager() const;    // steps that ran eagerly
   bool optimizer_recorded() const;  // the runs include the optimizer's step (GraphAdam)
+  bool optimizer_fused() const;     // and its update is one fused kernel (GraphAdam::fused)
   // The GPU's time of each replay so far, in ms (CUDA events around the replay; a deferred step's once its
   // loss is read): against the wall time of a step, what the step spends outside the graph (batch copies,
   // clipping and Adam when not recorded, the loss read back, the CPU's work while the GPU waits).

@@ -9,14 +9,28 @@
 
 // LibTorch 2.3 and later multiply or divide a list of tensors by a one-value tensor in one multi-tensor
 // operation (_foreach_mul_.Tensor); 1.13 has no such overload, and each tensor takes an operation.
+// They also have at::_fused_adam_ with the learning rate as a tensor (2.2 added that overload).
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
 #define S2S_FOREACH_BY_TENSOR 1
+#define S2S_FUSED_ADAM 1
 #endif
 
 namespace s2s {
 namespace {
 
 std::atomic<bool> in_graph{true};
+std::atomic<bool> fused_enabled{true};
+
+// The kernel wants each parameter's gradient and moments with exactly the parameter's strides: the
+// graphs' gradients are made row-major (cuda_graph_update.cpp), Adam's moments with the parameter's.
+bool row_major(const torch::Tensor& t) {
+  int64_t expected = 1;
+  for (int64_t d = t.dim() - 1; d >= 0; --d) {
+    if (t.stride(d) != expected) return false;
+    expected *= t.size(d);
+  }
+  return true;
+}
 
 void mul_by(const std::vector<torch::Tensor>& xs, const torch::Tensor& factor) {
 #ifdef S2S_FOREACH_BY_TENSOR
@@ -85,6 +99,14 @@ std::unique_ptr<GraphAdam> GraphAdam::make(torch::optim::Optimizer& optimizer, c
   const auto scalar = torch::TensorOptions().dtype(first.scalar_type()).device(first.device());
   g->neg_step_size_ = torch::zeros({}, scalar);
   g->sqrt_bias2_ = torch::ones({}, scalar);
+  g->fused_ = fused_adam() && fused_adam_available() && first.is_cuda() && first.scalar_type() == torch::kFloat;
+  for (const auto& p : params) g->fused_ = g->fused_ && row_major(p);
+  if (g->fused_) {
+    const auto f32 = torch::TensorOptions().dtype(torch::kFloat).device(first.device());
+    g->lr_ = torch::zeros({}, f32);
+    g->step_ = torch::zeros({}, f32);
+    g->steps_.assign(params.size(), g->step_);
+  }
   return g;
 }
 
@@ -99,9 +121,14 @@ void GraphAdam::begin_step() {
     step = state.step();
   }
   const double lr = adam_->param_groups()[0].options().get_lr();
+  torch::NoGradGuard no_grad;
+  if (fused_) {  // the kernel computes the bias corrections from the step count
+    lr_.fill_(lr);
+    step_.fill_(static_cast<double>(step));
+    return;
+  }
   const double bias1 = 1 - std::pow(beta1_, static_cast<double>(step));
   const double bias2 = 1 - std::pow(beta2_, static_cast<double>(step));
-  torch::NoGradGuard no_grad;
   neg_step_size_.fill_(-lr / bias1);  // on a GPU: a kernel taking the number, launched without waiting
   sqrt_bias2_.fill_(std::sqrt(bias2));
 }
@@ -110,6 +137,17 @@ void GraphAdam::apply(const std::vector<torch::Tensor>& grads) {
   TORCH_CHECK(grads.size() == params_.size(), "GraphAdam: ", grads.size(), " gradients for ", params_.size(),
               " parameters");
   torch::NoGradGuard no_grad;
+#ifdef S2S_FUSED_ADAM
+  if (fused_) {
+    // The kernel divides each gradient by grad_scale and stores it: 1 / the clipping factor, at least 1.
+    c10::optional<torch::Tensor> scale;
+    if (clip_norm_ > 0)
+      scale = torch::clamp((at::stack(at::_foreach_norm(grads)).norm() + 1e-6) / clip_norm_, 1.0, c10::nullopt);
+    at::_fused_adam_(params_, grads, exp_avgs_, exp_avg_sqs_, /*max_exp_avg_sqs=*/{}, steps_, lr_, beta1_, beta2_,
+                     /*weight_decay=*/0.0, eps_, /*amsgrad=*/false, /*maximize=*/false, scale, /*found_inf=*/c10::nullopt);
+    return;
+  }
+#endif
   if (clip_norm_ > 0) {
     // clip_grad_norm_: the 2-norm of the gradients' 2-norms, and the factor max_norm / (norm + 1e-6)
     // clamped to at most 1, here without reading the norm back
@@ -154,5 +192,15 @@ void GraphAdam::restore(const Saved& s) {
 
 void set_optimizer_in_graph(bool enabled) { in_graph.store(enabled); }
 bool optimizer_in_graph() { return in_graph.load(); }
+
+void set_fused_adam(bool enabled) { fused_enabled.store(enabled); }
+bool fused_adam() { return fused_enabled.load(); }
+bool fused_adam_available() {
+#ifdef S2S_FUSED_ADAM
+  return true;
+#else
+  return false;
+#endif
+}
 
 }  // namespace s2s

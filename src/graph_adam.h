@@ -11,6 +11,14 @@
 // order); it reads and writes torch::optim::Adam's own state, so checkpoints and resuming are unchanged.
 // On a GPU that saves two waits per step (the loss and the norm read back) and the launches of about 15
 // multi-tensor operations.
+//
+// Built against LibTorch 2.3 or later, with float32 parameters on a GPU, the update after the clipping is
+// one multi-tensor kernel instead of ten passes over the parameters: at::_fused_adam_, the kernel of
+// PyTorch's Adam(fused=True), with the learning rate and the step count in device tensors written by
+// begin_step() and the clipping factor given as its gradient scale (it divides each gradient by
+// 1 / factor and stores the result, as the clipping does in place). Its arithmetic is Adam::step's in
+// another rounding order (the bias corrections in float32, the gradient divided instead of multiplied).
+// set_fused_adam(false) keeps the separate operations, to compare the two.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -50,6 +58,8 @@ class GraphAdam {
   Saved save() const;
   void restore(const Saved& saved);
 
+  bool fused() const { return fused_; }  // the update is at::_fused_adam_ (see above)
+
  private:
   GraphAdam() = default;
   torch::optim::Adam* adam_ = nullptr;
@@ -57,11 +67,22 @@ class GraphAdam {
   double clip_norm_ = 0, beta1_ = 0, beta2_ = 0, eps_ = 0;
   // [] on the parameters' device: -lr / (1 - beta1^step), sqrt(1 - beta2^step); max_norm
   torch::Tensor neg_step_size_, sqrt_bias2_, max_norm_;
+  // fused: [] float32 on the parameters' device: the learning rate and the step count (Adam's state's,
+  // which checkpoints keep), read by the kernel; the step count once per parameter, as it takes them
+  bool fused_ = false;
+  torch::Tensor lr_, step_;
+  std::vector<torch::Tensor> steps_;
 };
 
 // GraphAdam inside the CUDA graphs (the default), or the optimiser's step after each replay as without
 // graphs: for the benchmark, to compare the two.
 void set_optimizer_in_graph(bool enabled);
 bool optimizer_in_graph();
+
+// GraphAdam's update as at::_fused_adam_ where it can be (the default), or as separate operations: for
+// the benchmark and the tests, to compare the two. fused_adam_available(): this build has the kernel.
+void set_fused_adam(bool enabled);
+bool fused_adam();
+bool fused_adam_available();
 
 }  // namespace s2s

@@ -142,6 +142,11 @@ int main(int argc, char** argv) {
                         "train part with training.cuda_graphs: on (each step's loss read after the next step is "
                         "launched, as the trainer does), or off (read at the end of its own step), to compare them")
       ->capture_default_str()->check(CLI::IsMember({"on", "off"}));
+  bench_cmd->add_option("--fused-adam", bench.fused_adam,
+                        "train part with training.cuda_graphs and the optimizer in the graphs: on (Adam's update as "
+                        "one fused kernel, where the build has it: LibTorch >= 2.3, float32 on a GPU), or off (as "
+                        "separate operations), to compare them")
+      ->capture_default_str()->check(CLI::IsMember({"on", "off"}));
   bench_cmd->add_flag("--count-ops", bench.count_ops,
                       "train part: also count the LibTorch operations of one training step, forward and backward "
                       "(on a GPU, its kernel launches)");

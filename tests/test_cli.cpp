@@ -528,6 +528,7 @@ TEST(Cli, BenchTrainPartTakesConfigOverridesAndReportsTheStepTime) {
   EXPECT_GT(j.at("update_ms").get<double>(), 0.0);
   EXPECT_GT(j.at("optimizer_ms").get<double>(), 0.0);
   EXPECT_EQ(j.at("optimizer_in_graph"), false);  // only with CUDA graphs
+  EXPECT_EQ(j.at("fused_adam"), false);
 
   // A key that does not exist, and a device this machine lacks, are errors that say what is wrong.
   auto bad_key = base;

@@ -23,10 +23,10 @@ namespace {
 
 const std::vector<std::vector<int64_t>> kShapes = {{37}, {5, 19}, {3, 7, 11}, {8}};
 
-std::vector<torch::Tensor> make_params(torch::ScalarType dtype) {
+std::vector<torch::Tensor> make_params(torch::ScalarType dtype, const torch::Device& device = torch::kCPU) {
   torch::manual_seed(7);
   std::vector<torch::Tensor> ps;
-  for (const auto& s : kShapes) ps.push_back(torch::randn(s, dtype).requires_grad_(true));
+  for (const auto& s : kShapes) ps.push_back(torch::randn(s, dtype).to(device).requires_grad_(true));
   return ps;
 }
 
@@ -36,10 +36,11 @@ std::vector<torch::Tensor> clone_params(const std::vector<torch::Tensor>& ps) {
   return out;
 }
 
-std::vector<torch::Tensor> make_grads(int k, double magnitude, torch::ScalarType dtype) {
+std::vector<torch::Tensor> make_grads(int k, double magnitude, torch::ScalarType dtype,
+                                      const torch::Device& device = torch::kCPU) {
   torch::manual_seed(1000 + k);
   std::vector<torch::Tensor> gs;
-  for (const auto& s : kShapes) gs.push_back(magnitude * torch::randn(s, dtype));
+  for (const auto& s : kShapes) gs.push_back((magnitude * torch::randn(s, dtype)).to(device));
   return gs;
 }
 
@@ -58,7 +59,7 @@ double rate(int k) { return 0.01 * (k + 1) / (k + 2.0); }  // a warm-up-like sch
 // LibTorch's step on `ref` and GraphAdam's on `mine`, both with the gradients of step k and the rate(k).
 void step_both(int k, double clip, double magnitude, torch::ScalarType dtype, std::vector<torch::Tensor>& ref,
                torch::optim::Adam& ref_opt, torch::optim::Adam& my_opt, GraphAdam& graph) {
-  const auto grads = make_grads(k, magnitude, dtype);
+  const auto grads = make_grads(k, magnitude, dtype, ref.front().device());
   for (size_t i = 0; i < ref.size(); ++i) ref[i].mutable_grad() = grads[i].clone();
   ref_opt.param_groups()[0].options().set_lr(rate(k));
   if (clip > 0) torch::nn::utils::clip_grad_norm_(ref, clip);
@@ -85,17 +86,18 @@ void expect_same_state(std::vector<torch::Tensor>& ref, torch::optim::Adam& ref_
 }
 
 // `before` steps of LibTorch's route on both copies first (GraphAdam then starts from Adam's state as a
-// resumed run finds it), then `steps` steps each way.
-void compare(double clip, double magnitude, torch::ScalarType dtype, int before, int steps, double tol) {
-  auto ref = make_params(dtype);
+// resumed run finds it), then `steps` steps each way. `fused`: whether GraphAdam must take at::_fused_adam_.
+void compare(double clip, double magnitude, torch::ScalarType dtype, int before, int steps, double tol,
+             const torch::Device& device = torch::kCPU, bool fused = false) {
+  auto ref = make_params(dtype, device);
   auto mine = clone_params(ref);
   torch::optim::Adam ref_opt(ref, torch::optim::AdamOptions(0.01));
   torch::optim::Adam my_opt(mine, torch::optim::AdamOptions(0.01));
   const std::string what = std::string(dtype == torch::kDouble ? "float64" : "float32") + " clip " +
                            std::to_string(clip) + " gradients x" + std::to_string(magnitude) + " after " +
-                           std::to_string(before) + " steps";
+                           std::to_string(before) + " steps" + (fused ? " fused" : "") + " on " + device.str();
   for (int k = 0; k < before; ++k) {
-    const auto grads = make_grads(k, magnitude, dtype);
+    const auto grads = make_grads(k, magnitude, dtype, device);
     for (auto* copy : {&ref, &mine}) {
       for (size_t i = 0; i < copy->size(); ++i) (*copy)[i].mutable_grad() = grads[i].clone();
       if (clip > 0) torch::nn::utils::clip_grad_norm_(*copy, clip);
@@ -106,6 +108,7 @@ void compare(double clip, double magnitude, torch::ScalarType dtype, int before,
   std::string why;
   auto graph = GraphAdam::make(my_opt, mine, clip, &why);
   ASSERT_TRUE(graph) << why;
+  EXPECT_EQ(graph->fused(), fused) << what;
   const auto start = mine[0].detach().clone();
   for (int k = before; k < before + steps; ++k) step_both(k, clip, magnitude, dtype, ref, ref_opt, my_opt, *graph);
   expect_same_state(ref, ref_opt, mine, my_opt, tol, what);
@@ -121,6 +124,24 @@ TEST(GraphAdam, FollowsLibTorchsClippingAndAdam) {
     compare(1.0, 1e-4, dtype, 0, 6, tol);    // small gradients: eps matters
     compare(0.5, 1.0, dtype, 3, 4, tol);     // from the state of a run already 3 steps in
   }
+}
+
+// The same on a GPU against LibTorch's Adam there: float32 with Adam's update as one fused kernel (where
+// the build has it) and as separate operations; float64 takes the separate operations.
+TEST(GraphAdam, FollowsLibTorchsClippingAndAdamOnTheGpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device (CPU-only LibTorch or no GPU)";
+  const torch::Device gpu(torch::kCUDA);
+  for (bool fused : {true, false}) {
+    set_fused_adam(fused);
+    const bool expect_fused = fused && fused_adam_available();
+    compare(0, 1.0, torch::kFloat, 0, 6, 2e-6, gpu, expect_fused);
+    compare(0.5, 1.0, torch::kFloat, 0, 6, 2e-6, gpu, expect_fused);
+    compare(1e6, 1.0, torch::kFloat, 0, 6, 2e-6, gpu, expect_fused);
+    compare(1.0, 1e-4, torch::kFloat, 0, 6, 2e-6, gpu, expect_fused);
+    compare(0.5, 1.0, torch::kFloat, 3, 4, 2e-6, gpu, expect_fused);
+  }
+  set_fused_adam(true);
+  compare(0.5, 1.0, torch::kDouble, 3, 4, 1e-13, gpu, false);
 }
 
 TEST(GraphAdam, RefusesWhatItDoesNotDo) {
@@ -216,29 +237,43 @@ class Trace {
   at::CallbackHandle handle_ = 0;
 };
 
-TEST(GraphAdam, ReadsNothingBackAndRunsTheSameOperationsWithTheSameNumbersEveryStep) {
-  auto ps = make_params(torch::kFloat);
-  torch::optim::Adam adam(ps, torch::optim::AdamOptions(0.01));
-  auto graph = GraphAdam::make(adam, ps, 0.5, nullptr);
-  ASSERT_TRUE(graph);
+// Three steps of apply() on `device`, traced: no value read back, and the same operations with the same
+// numbers at every step. Returns the first step's operations.
+std::vector<Call> expect_graph_safe_steps(std::vector<torch::Tensor>& ps, torch::optim::Adam& adam, GraphAdam& graph) {
   std::vector<std::vector<Call>> applied;
   for (int k = 0; k < 3; ++k) {
     adam.param_groups()[0].options().set_lr(rate(k));
-    graph->begin_step();  // host side, outside the graph
+    graph.begin_step();  // host side, outside the graph
     Trace trace;
-    graph->apply(make_grads(k, 1.0, torch::kFloat));
+    graph.apply(make_grads(k, 1.0, torch::kFloat, ps.front().device()));
     EXPECT_FALSE(trace.reads_back()) << "step " << k;
     applied.push_back(trace.calls);
   }
-  ASSERT_GT(applied[0].size(), 10u);
   for (int k = 1; k < 3; ++k) {
-    ASSERT_EQ(applied[k].size(), applied[0].size()) << "step " << k;
-    for (size_t i = 0; i < applied[0].size(); ++i) {
+    EXPECT_EQ(applied[k].size(), applied[0].size()) << "step " << k;
+    for (size_t i = 0; i < std::min(applied[k].size(), applied[0].size()); ++i) {
       EXPECT_EQ(applied[k][i].name, applied[0][i].name) << "step " << k << " call " << i;
       EXPECT_EQ(applied[k][i].numbers, applied[0][i].numbers)
           << "step " << k << " call " << i << " (" << applied[0][i].name << "): a number that a graph would freeze";
     }
   }
+  return applied[0];
+}
+
+bool calls_named(const std::vector<Call>& calls, const std::string& name) {
+  for (const auto& c : calls)
+    if (c.name == name) return true;
+  return false;
+}
+
+TEST(GraphAdam, ReadsNothingBackAndRunsTheSameOperationsWithTheSameNumbersEveryStep) {
+  auto ps = make_params(torch::kFloat);
+  torch::optim::Adam adam(ps, torch::optim::AdamOptions(0.01));
+  auto graph = GraphAdam::make(adam, ps, 0.5, nullptr);
+  ASSERT_TRUE(graph);
+  EXPECT_FALSE(graph->fused());  // the fused kernel is for GPUs
+  const auto calls = expect_graph_safe_steps(ps, adam, *graph);
+  EXPECT_GT(calls.size(), 10u);
   // The detector sees a read-back where there is one: the step outside graphs reads the norm back.
   for (auto& p : ps) p.mutable_grad() = torch::ones_like(p);
   set_multi_tensor_on_cpu(true);
@@ -246,6 +281,22 @@ TEST(GraphAdam, ReadsNothingBackAndRunsTheSameOperationsWithTheSameNumbersEveryS
   clip_and_step(adam, ps, 0.5);
   set_multi_tensor_on_cpu(false);
   EXPECT_TRUE(outside.reads_back());
+}
+
+// On a GPU, fused or not: and the fused kernel is what runs where the build has it.
+TEST(GraphAdam, ReadsNothingBackAndRunsTheSameOperationsWithTheSameNumbersEveryStepOnTheGpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device (CPU-only LibTorch or no GPU)";
+  for (bool fused : {true, false}) {
+    set_fused_adam(fused);
+    auto ps = make_params(torch::kFloat, torch::kCUDA);
+    torch::optim::Adam adam(ps, torch::optim::AdamOptions(0.01));
+    auto graph = GraphAdam::make(adam, ps, 0.5, nullptr);
+    ASSERT_TRUE(graph);
+    EXPECT_EQ(graph->fused(), fused && fused_adam_available());
+    const auto calls = expect_graph_safe_steps(ps, adam, *graph);
+    EXPECT_EQ(calls_named(calls, "aten::_fused_adam_"), graph->fused()) << "fused " << fused;
+  }
+  set_fused_adam(true);
 }
 
 }  // namespace
