@@ -31,24 +31,29 @@ std::vector<std::string> read_lines(const std::string& path) {
   return lines;
 }
 
-void require_data_files(const DataConfig& d) {
+void require_data_file(const std::string& key, const std::string& path) {
   namespace fs = std::filesystem;
-  const std::pair<const char*, const std::string*> keys[] = {
-      {"data.train_src", &d.train_src}, {"data.train_tgt", &d.train_tgt}, {"data.valid_src", &d.valid_src},
-      {"data.valid_tgt", &d.valid_tgt}, {"data.spm_model", &d.spm_model}, {"data.spm_model_tgt", &d.spm_model_tgt}};
-  for (const auto& [key, path] : keys) {
-    if (path->empty()) continue;
-    std::error_code ec;
-    const auto status = fs::status(*path, ec);
-    std::string problem;
-    if (!fs::exists(status)) problem = "no such file";
-    else if (fs::is_directory(status)) problem = "a directory, not a file";
-    else continue;
-    std::string where;
-    if (fs::path(*path).is_relative()) where = " (a relative path is read from the current directory, " +
-                                               fs::current_path(ec).string() + ")";
-    throw Error(std::string(key) + ": " + *path + ": " + problem + where);
-  }
+  if (path.empty()) return;
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  std::string problem;
+  if (!fs::exists(status))
+    problem = "no such file";
+  else if (fs::is_directory(status))
+    problem = "a directory, not a file";
+  else
+    return;
+  std::string where;
+  if (fs::path(path).is_relative())
+    where = " (a relative path is read from the current directory, " + fs::current_path(ec).string() + ")";
+  throw Error(key + ": " + path + ": " + problem + where);
+}
+
+void require_data_files(const DataConfig& d) {
+  for (const auto& [key, path] : {std::pair{"data.train_src", &d.train_src}, {"data.train_tgt", &d.train_tgt},
+                                  {"data.valid_src", &d.valid_src}, {"data.valid_tgt", &d.valid_tgt},
+                                  {"data.spm_model", &d.spm_model}, {"data.spm_model_tgt", &d.spm_model_tgt}})
+    require_data_file(key, *path);
 }
 
 ParallelText read_tsv(const std::string& path) {

@@ -28,8 +28,9 @@ ParallelText read_tsv(const std::string& path);  // throws naming file:line for 
 
 // Checks that every file the config names for training (train_*, valid_*, spm_model*) is there before
 // any is read; throws s2s::Error naming the config key, the path and, for a relative path, the
-// directory it was looked for in.
+// directory it was looked for in. require_data_file: one such file (an empty path is not checked).
 void require_data_files(const DataConfig& d);
+void require_data_file(const std::string& key, const std::string& path);
 
 // Tokenizers and vocabularies of both sides: everything that turns text into ids and back.
 struct TextCodec {

@@ -70,8 +70,9 @@ int main(int argc, char** argv) {
   s2s::EvaluateCommand ev;
   auto* ev_cmd = app.add_subcommand("evaluate", "translate a test set and score it: BLEU, chrF, perplexity, BLEU by length");
   ev_cmd->add_option("--checkpoint,-c", ev.checkpoint, "checkpoint file")->required();
-  ev_cmd->add_option("--src", ev.src, "source file")->required()->check(CLI::ExistingFile);
-  ev_cmd->add_option("--ref", ev.ref, "reference file")->required()->check(CLI::ExistingFile);
+  ev_cmd->add_option("--src", ev.src, "source file; without --ref, a source<TAB>reference file; without either, the "
+                                      "checkpoint's data.test_src and data.test_tgt")->check(CLI::ExistingFile);
+  ev_cmd->add_option("--ref", ev.ref, "reference file, line-aligned with --src")->check(CLI::ExistingFile);
   ev_cmd->add_flag("--json", ev.json, "print one JSON object");
   ev_cmd->add_option("--buckets", ev.bucket_bounds, "upper bounds of the source-length buckets")->capture_default_str();
   ev_cmd->add_option("--device", ev.device, "auto, cpu, cuda or cuda:N")->capture_default_str();

@@ -241,8 +241,21 @@ int run_evaluate(const EvaluateCommand& cmd) {
   check_search_options(cmd.translator.search);
   configure_threads(cmd.threads, "evaluate");
   const auto device = resolve_device(cmd.device);
-  auto text = read_parallel(cmd.src, cmd.ref);
+  if (cmd.src.empty() && !cmd.ref.empty())
+    throw Error("evaluate: --ref needs --src (or give neither, for the checkpoint's data.test_src and data.test_tgt)");
   Translator translator(load_model(cmd.checkpoint, device), device, cmd.translator);
+  std::string src = cmd.src, ref = cmd.ref;  // without --ref, --src is tab-separated (read_parallel)
+  if (src.empty()) {
+    const auto& d = translator.loaded().config.data;
+    if (d.test_src.empty())
+      throw Error("evaluate: no --src, and the config in " + cmd.checkpoint + " has no data.test_src");
+    src = d.test_src;
+    ref = d.test_tgt;
+    require_data_file("data.test_src of " + cmd.checkpoint, src);
+    require_data_file("data.test_tgt of " + cmd.checkpoint, ref);
+    spdlog::info("[evaluate] the checkpoint's test set: data.test_src {}{}", src, ref.empty() ? "" : ", data.test_tgt " + ref);
+  }
+  auto text = read_parallel(src, ref);
   const auto t0 = std::chrono::steady_clock::now();
   auto results = translator.translate(text.src);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -281,7 +294,7 @@ int run_evaluate(const EvaluateCommand& cmd) {
                                       : nlohmann::json(nullptr)}});
     low = high + 1;
   }
-  nlohmann::json j{{"model", cmd.checkpoint}, {"src", cmd.src}, {"ref", cmd.ref},
+  nlohmann::json j{{"model", cmd.checkpoint}, {"src", src}, {"ref", ref},
                    {"sentences", text.src.size()}, {"beam", cmd.translator.search.beam_size},
                    {"bleu", bleu.score}, {"bleu_signature", bleu.signature}, {"bleu_detail", bleu.to_string()},
                    {"chrf", chrf.score}, {"chrf_signature", chrf.signature}, {"ppl", ppl},

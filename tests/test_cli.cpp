@@ -270,7 +270,10 @@ class CliTrained : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new TempDir();
     corpus_ = new Corpus(make_corpus(*dir_));
-    const auto path = write_config(*dir_, tiny_config(*corpus_, dir_->file("run")));
+    auto config = tiny_config(*corpus_, dir_->file("run"));
+    config["data"]["test_src"] = corpus_->valid_src;  // `s2s evaluate` without --src reads these
+    config["data"]["test_tgt"] = corpus_->valid_tgt;
+    const auto path = write_config(*dir_, config);
     train_result_ = new RunResult(run_train(path, dir_->path()));
   }
   static void TearDownTestSuite() {
@@ -434,6 +437,40 @@ TEST_F(CliTrained, EvaluateJson) {
   EXPECT_EQ(sentences, 8);  // every validation sentence (3-8 tokens) in exactly one bucket
   EXPECT_EQ(j["buckets"][0].at("sentences"), 8);
   EXPECT_EQ(j.at("sentences"), 8);
+}
+
+// Without --ref, --src is one tab-separated file; without either, the checkpoint's config names the test
+// set (data.test_src, data.test_tgt). The same sentences give the same scores each way.
+TEST_F(CliTrained, EvaluateReadsATabSeparatedFileOrTheConfigsTestSet) {
+  auto evaluate = [](std::vector<std::string> args) {
+    std::vector<std::string> all = {"evaluate", "-c", checkpoint(), "--json", "--device", "cpu", "--threads", "1"};
+    all.insert(all.end(), args.begin(), args.end());
+    return run_s2s(all, scratch());
+  };
+  const auto files = evaluate({"--src", corpus_->valid_src, "--ref", corpus_->valid_tgt});
+  ASSERT_EQ(files.code(), 0) << files.describe();
+  const auto expected = json::parse(files.out);
+
+  const auto src = split_lines(read_file(corpus_->valid_src)), tgt = split_lines(read_file(corpus_->valid_tgt));
+  std::string tsv_text;
+  for (size_t i = 0; i < src.size(); ++i) tsv_text += src[i] + "\t" + tgt[i] + "\n";
+  const auto tsv_path = dir_->file("valid.tsv");
+  write_file(tsv_path, tsv_text);
+  const auto tsv = evaluate({"--src", tsv_path});
+  const auto from_config = evaluate({});
+  for (const auto* r : {&tsv, &from_config}) {
+    ASSERT_EQ(r->code(), 0) << r->describe();
+    const auto j = json::parse(r->out);
+    EXPECT_EQ(j.at("sentences"), expected.at("sentences"));
+    EXPECT_EQ(j.at("bleu"), expected.at("bleu"));
+    EXPECT_EQ(j.at("chrf"), expected.at("chrf"));
+    EXPECT_EQ(j.at("ppl"), expected.at("ppl"));
+  }
+  EXPECT_EQ(json::parse(from_config.out).at("src"), corpus_->valid_src);
+
+  const auto ref_only = evaluate({"--ref", corpus_->valid_tgt});
+  EXPECT_NE(ref_only.code(), 0) << ref_only.describe();
+  EXPECT_TRUE(contains(ref_only.err, "--src")) << ref_only.describe();
 }
 
 // `s2s release`: the weights without the optimiser state translate the same, in a smaller file; resuming
