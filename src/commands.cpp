@@ -86,4 +86,49 @@ int run_release(const std::string& checkpoint, const std::string& output) {
   return 0;
 }
 
+int run_average(const std::vector<std::string>& checkpoints, const std::string& output) {
+  if (checkpoints.size() < 2) throw Error("average: give two or more checkpoints");
+  std::error_code ec;
+  for (const auto& c : checkpoints)
+    if (fs::exists(output, ec) && fs::equivalent(c, output, ec))
+      throw Error(output + ": is one of the checkpoints to average; write the average elsewhere (-o)");
+
+  const auto first = read_checkpoint(checkpoints.front());
+  const auto model_json = config_to_json(first.config).at("model");
+  const auto codec_json = first.codec.to_json();
+  auto model = restore_model(first, torch::kCPU);
+  std::vector<torch::Tensor> sums;  // in float64, whatever the parameters' type
+  for (const auto& p : model->parameters()) sums.push_back(p.detach().to(torch::kDouble));
+  const CheckpointContents* newest = &first;
+  std::vector<CheckpointContents> others;
+  others.reserve(checkpoints.size() - 1);
+  for (size_t i = 1; i < checkpoints.size(); ++i) {
+    others.push_back(read_checkpoint(checkpoints[i]));
+    const auto& ck = others.back();
+    const auto other_json = config_to_json(ck.config).at("model");
+    for (auto it = model_json.begin(); it != model_json.end(); ++it)
+      if (other_json.at(it.key()) != it.value())
+        throw Error(checkpoints[i] + ": model." + it.key() + " is " + other_json.at(it.key()).dump() + ", " +
+                    checkpoints.front() + " has " + it.value().dump() + ": only checkpoints of one model average");
+    if (ck.codec.to_json() != codec_json)
+      throw Error(checkpoints[i] + ": its vocabularies or tokenizers differ from " + checkpoints.front() +
+                  "'s: only checkpoints of one model average");
+    const auto params = restore_model(ck, torch::kCPU)->parameters();
+    for (size_t k = 0; k < sums.size(); ++k) sums[k] += params[k].detach().to(torch::kDouble);
+    if (ck.state.step > newest->state.step) newest = &ck;
+  }
+  {
+    torch::NoGradGuard no_grad;
+    auto params = model->parameters();
+    for (size_t k = 0; k < sums.size(); ++k) params[k].copy_(sums[k] / static_cast<double>(checkpoints.size()));
+  }
+  save_checkpoint(output, newest->config, newest->codec, model, nullptr, newest->state);
+  std::cout << "averaged " << checkpoints.size() << " checkpoints (steps";
+  std::cout << " " << first.state.step;
+  for (const auto& ck : others) std::cout << " " << ck.state.step;
+  std::cout << ") into " << output << " (no optimiser state; the training position of step " << newest->state.step
+            << ")\n";
+  return 0;
+}
+
 }  // namespace s2s

@@ -1,6 +1,7 @@
 // The small subcommands: scoring files (`s2s bleu`, `s2s chrf`) and inspecting a checkpoint (`s2s info`).
 #pragma once
 #include <string>
+#include <vector>
 
 namespace s2s {
 
@@ -17,5 +18,10 @@ int run_info(const std::string& checkpoint, bool json);
 // `s2s release`: a copy of a checkpoint without the optimiser state, for translation (a third of the
 // size with Adam; it can start a new run with --init-from, not be resumed).
 int run_release(const std::string& checkpoint, const std::string& output);
+// `s2s average`: a checkpoint whose every parameter is the mean of the checkpoints' (of one model: the
+// same model config and vocabularies), with the newest one's config and training position and no
+// optimiser state, as `release` writes. Averaging the last few checkpoints of a run often scores a
+// little better than any one of them.
+int run_average(const std::vector<std::string>& checkpoints, const std::string& output);
 
 }  // namespace s2s

@@ -103,6 +103,14 @@ int main(int argc, char** argv) {
   release_cmd->add_option("--checkpoint,-c", release_ckpt, "checkpoint file")->required();
   release_cmd->add_option("--output,-o", release_out, "file to write")->required();
 
+  std::vector<std::string> average_ckpts;
+  std::string average_out;
+  auto* average_cmd = app.add_subcommand("average", "average the weights of checkpoints of one model (e.g. a run's "
+                                                    "last few) into one, for translation");
+  average_cmd->add_option("checkpoints", average_ckpts, "checkpoint files (two or more)")->required()
+      ->check(CLI::ExistingFile);
+  average_cmd->add_option("--output,-o", average_out, "file to write")->required();
+
   bool config_markdown = false;
   auto* config_cmd = app.add_subcommand("config", "print every config key with its default and meaning");
   config_cmd->add_flag("--markdown", config_markdown, "as a Markdown table");
@@ -183,6 +191,7 @@ int main(int argc, char** argv) {
     if (*bench_cmd) return s2s::run_bench(bench);
     if (*info_cmd) return s2s::run_info(info_ckpt, info_json);
     if (*release_cmd) return s2s::run_release(release_ckpt, release_out);
+    if (*average_cmd) return s2s::run_average(average_ckpts, average_out);
     if (*config_cmd) {
       std::cout << s2s::config_reference(config_markdown);
       return 0;

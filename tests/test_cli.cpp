@@ -473,6 +473,47 @@ TEST_F(CliTrained, EvaluateReadsATabSeparatedFileOrTheConfigsTestSet) {
   EXPECT_TRUE(contains(ref_only.err, "--src")) << ref_only.describe();
 }
 
+// `s2s average`: every parameter the mean of the checkpoints' (computed here from the files), the newest
+// one's training position, no optimiser state; checkpoints of another model are refused by name.
+TEST_F(CliTrained, AverageIsTheMeanOfTheCheckpointsWeights) {
+  const auto a = dir_->file("run/step-0000006.pt"), b = dir_->file("run/step-0000012.pt");
+  ASSERT_TRUE(fs::exists(a) && fs::exists(b)) << train_result_->describe();
+  const auto out = dir_->file("averaged.pt");
+  const auto r = run_s2s({"average", "-o", out, a, b}, scratch());
+  ASSERT_EQ(r.code(), 0) << r.describe();
+  const auto ca = read_checkpoint(a), cb = read_checkpoint(b), cavg = read_checkpoint(out);
+  auto ma = restore_model(ca, torch::kCPU), mb = restore_model(cb, torch::kCPU), mavg = restore_model(cavg, torch::kCPU);
+  const auto pa = ma->named_parameters(), pb = mb->named_parameters(), pavg = mavg->named_parameters();
+  ASSERT_EQ(pavg.size(), pa.size());
+  double moved = 0;
+  for (const auto& p : pavg) {
+    const auto expected = (pa[p.key()].to(torch::kDouble) + pb[p.key()].to(torch::kDouble)) / 2;
+    EXPECT_LE((p.value().to(torch::kDouble) - expected).abs().max().item<double>(), 1e-7) << p.key();
+    moved = std::max(moved, (pa[p.key()] - pb[p.key()]).abs().max().item<double>());
+  }
+  EXPECT_GT(moved, 1e-4);  // the two checkpoints differ, so the mean is not either of them
+  EXPECT_EQ(cavg.state.step, 12);
+  EXPECT_LT(fs::file_size(out), fs::file_size(b));  // no optimiser state
+  EXPECT_EQ(translate({"a b c"}).code(), 0);
+
+  const auto same = run_s2s({"average", "-o", a, a, b}, scratch());
+  EXPECT_NE(same.code(), 0) << same.describe();
+  EXPECT_TRUE(contains(same.err, a)) << same.describe();
+  const auto one = run_s2s({"average", "-o", dir_->file("one.pt"), a}, scratch());
+  EXPECT_NE(one.code(), 0) << one.describe();
+
+  auto other_config = tiny_config(*corpus_, dir_->file("other"));
+  other_config["model"]["hidden_size"] = 12;
+  other_config["training"]["max_steps"] = 1;
+  ASSERT_EQ(run_train(write_config(*dir_, other_config, "other.json"), scratch()).code(), 0);
+  const auto other = dir_->file("other/last.pt");
+  const auto mixed = run_s2s({"average", "-o", dir_->file("mixed.pt"), a, other}, scratch());
+  EXPECT_NE(mixed.code(), 0) << mixed.describe();
+  EXPECT_TRUE(contains(mixed.err, other)) << mixed.describe();
+  EXPECT_TRUE(contains(mixed.err, "hidden_size")) << mixed.describe();
+  EXPECT_FALSE(fs::exists(dir_->file("mixed.pt")));
+}
+
 // `s2s release`: the weights without the optimiser state translate the same, in a smaller file; resuming
 // from it is an error that names it and says what to do instead; it never overwrites its input.
 TEST_F(CliTrained, ReleaseDropsTheOptimiserStateAndTranslatesTheSame) {
