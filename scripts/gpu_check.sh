@@ -117,7 +117,7 @@ log "s2s train with graphs (hidden 512, batch 256, 300 steps, validation at 300)
 if in_time "the training run"; then
   timeout 120 $S2S train --config configs/multi30k_de_en.json --set model.hidden_size=512 --set training.batch_size=256 \
     --set training.device=cuda --set training.cuda_graphs=true --set training.max_steps=300 --set training.log_every=50 \
-    --set training.valid_every=300 --set training.checkpoint_every=300 --set output_dir=/tmp/gpu-check-run 2>&1 |
+    --set training.valid_every=300 --set training.checkpoint_every=300 --set output_dir=/tmp/gpu-check-run --overwrite 2>&1 |
     grep -E "\[train\] step|\[valid\]|CUDA graphs:|done|error" | tee "$OUT/train-run.log"
 fi
 log "loss trajectories: where two runs of the same 60 steps part (the first step whose losses differ, and how far apart they are)"

@@ -53,6 +53,10 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--resume", train.resume, "continue from a checkpoint file, or \"auto\" for the newest in output_dir");
   train_cmd->add_option("--init-from", train.init_from, "start a new run from a checkpoint's weights (fresh optimiser)")
       ->check(CLI::ExistingFile)->excludes("--resume");
+  train_cmd->add_flag("--overwrite", train.overwrite,
+                      "start a new run in an output_dir that holds another run's checkpoints, deleting them "
+                      "(without it such a run is refused)")
+      ->excludes("--resume");
 
   s2s::TranslateCommand tr;
   auto* tr_cmd = app.add_subcommand("translate", "translate sentences (arguments, --input file or stdin)");

@@ -192,6 +192,43 @@ bool settled(ProgressLine& progress, Check&& check) {
   }
 }
 
+// The checkpoints of a run in `dir` (last.pt, best.pt, step-N.pt).
+std::vector<fs::path> run_checkpoints(const fs::path& dir) {
+  static const std::regex step_file("step-\\d+\\.pt");
+  std::vector<fs::path> found;
+  if (!fs::is_directory(dir)) return found;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const auto name = e.path().filename().string();
+    if (name == "last.pt" || name == "best.pt" || std::regex_match(name, step_file)) found.push_back(e.path());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+// A new run (not resumed) must not replace another run's checkpoints: refused, or with --overwrite the
+// old run's checkpoints and metrics are deleted (by rank 0) before anything is written.
+void claim_output_dir(const fs::path& dir, bool overwrite, bool is_main, const std::string& init_from) {
+  const auto old = run_checkpoints(dir);
+  if (old.empty()) return;
+  std::error_code ec;
+  for (const auto& p : old)
+    if (overwrite && !init_from.empty() && fs::equivalent(p, init_from, ec))
+      throw Error("--init-from " + init_from + " is one of the checkpoints that --overwrite would delete in " +
+                  dir.string() + "; copy it elsewhere first, or give the new run another output_dir");
+  if (!overwrite) {
+    std::string names;
+    for (size_t i = 0; i < old.size() && i < 3; ++i) names += (i ? ", " : "") + old[i].filename().string();
+    if (old.size() > 3) names += ", ...";
+    throw Error("output_dir " + dir.string() + " holds another run's checkpoints (" + names +
+                "); a new run would replace them. Continue that run with --resume auto, start this one elsewhere "
+                "(--set output_dir=DIR), or start over there with --overwrite (deletes them)");
+  }
+  if (!is_main) return;
+  for (const auto& p : old) fs::remove(p);
+  fs::remove(dir / "metrics.jsonl");
+  spdlog::info("[train] --overwrite: removed {} checkpoints and metrics.jsonl of the run in {}", old.size(), dir.string());
+}
+
 }  // namespace
 
 std::string find_resume_checkpoint(const std::string& output_dir) {
@@ -228,19 +265,18 @@ int train(const TrainOptions& options) {
   if (env.active()) spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%^%l%$] [rank " + std::to_string(env.rank) + "] %v");
   const fs::path out_dir(config.output_dir);
   ensure_directory(out_dir.string(), "output_dir");
+  if (is_main) remove_stale_temporaries(out_dir);
+  std::string resume_path = options.resume;
+  if (resume_path == "auto") resume_path = find_resume_checkpoint(config.output_dir);
+  if (resume_path.empty()) claim_output_dir(out_dir, options.overwrite, is_main, options.init_from);  // before a file is written
   if (is_main) {
-    remove_stale_temporaries(out_dir);
     auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((out_dir / "train.log").string());
     file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
     spdlog::default_logger()->sinks().push_back(file_sink);
     spdlog::default_logger()->flush_on(spdlog::level::info);  // train.log current for `tail -f` and after a kill
   }
-
-  std::string resume_path = options.resume;
-  if (resume_path == "auto") {
-    resume_path = find_resume_checkpoint(config.output_dir);
+  if (options.resume == "auto")
     spdlog::info("[train] --resume auto: {}", resume_path.empty() ? "no checkpoint found, starting fresh" : resume_path);
-  }
   std::optional<CheckpointContents> resume_ckpt, init_ckpt;
   if (!resume_path.empty()) {
     resume_ckpt = read_checkpoint(resume_path);

@@ -10,6 +10,9 @@ struct TrainOptions {
   std::vector<std::string> overrides;  // --set section.key=value
   std::string resume;                  // checkpoint path, "auto" or empty
   std::string init_from;               // checkpoint whose weights start a fresh run
+  // A new run into an output_dir that holds checkpoints deletes them (and metrics.jsonl) first; without
+  // it such a run is refused, as it would replace another run's last.pt and best.pt.
+  bool overwrite = false;
 };
 
 // Returns the process exit status: 0 when training finished, 130/143 when interrupted by a signal

@@ -261,6 +261,41 @@ TEST(Cli, ResumeAutoWithoutCheckpointStartsFresh) {
   EXPECT_EQ(ckpt.state.step, 3);
 }
 
+// A new run into a folder holding another run's checkpoints would replace its last.pt and best.pt: it is
+// refused, with the ways on, and leaves that run as it was; --overwrite starts over there.
+TEST(Cli, NewRunIntoAFolderWithCheckpointsIsRefusedUnlessOverwrite) {
+  TempDir dir;
+  const auto corpus = make_corpus(dir);
+  auto config = tiny_config(corpus, dir.file("run"));
+  config["training"]["max_steps"] = 6;
+  const auto path = write_config(dir, config);
+  ASSERT_EQ(run_train(path, dir.path()).code(), 0);
+  const auto before = read_file(dir.file("run/last.pt"));
+  const auto metrics_before = read_file(dir.file("run/metrics.jsonl"));
+
+  const auto again = run_train(path, dir.path(), {"--set", "training.max_steps=3"});
+  EXPECT_EQ(again.code(), 1) << again.describe();
+  for (const char* what : {"--resume auto", "--overwrite", "output_dir"})
+    EXPECT_TRUE(contains(again.err, what)) << what << "\n" << again.describe();
+  EXPECT_EQ(read_file(dir.file("run/last.pt")), before);
+  EXPECT_EQ(read_file(dir.file("run/metrics.jsonl")), metrics_before);
+  EXPECT_TRUE(fs::exists(dir.file("run/step-0000006.pt")));
+
+  const auto over = run_train(path, dir.path(), {"--set", "training.max_steps=3", "--overwrite"});
+  ASSERT_EQ(over.code(), 0) << over.describe();
+  EXPECT_EQ(read_checkpoint(dir.file("run/last.pt")).state.step, 3);
+  EXPECT_FALSE(fs::exists(dir.file("run/step-0000006.pt")));  // the old run's, which --resume auto would pick
+  EXPECT_FALSE(contains(read_file(dir.file("run/metrics.jsonl")), "\"step\":6")) << read_file(dir.file("run/metrics.jsonl"));
+
+  const auto both = run_train(path, dir.path(), {"--overwrite", "--resume", "auto"});
+  EXPECT_NE(both.code(), 0) << both.describe();
+  // --overwrite would delete the checkpoint --init-from starts from: refused, and it is still there
+  const auto init_self = run_train(path, dir.path(), {"--overwrite", "--init-from", dir.file("run/last.pt")});
+  EXPECT_EQ(init_self.code(), 1) << init_self.describe();
+  EXPECT_TRUE(contains(init_self.err, "--init-from")) << init_self.describe();
+  EXPECT_EQ(read_checkpoint(dir.file("run/last.pt")).state.step, 3);
+}
+
 // ---------------------------------------------------------------------------------------------
 // One trained model shared by the translate / info / evaluate / checkpoint tests
 // ---------------------------------------------------------------------------------------------
