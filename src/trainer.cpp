@@ -207,7 +207,8 @@ std::vector<fs::path> run_checkpoints(const fs::path& dir) {
 
 // A new run (not resumed) must not replace another run's checkpoints: refused, or with --overwrite the
 // old run's checkpoints and metrics are deleted (by rank 0) before anything is written.
-void claim_output_dir(const fs::path& dir, bool overwrite, bool is_main, const std::string& init_from) {
+void claim_output_dir(const fs::path& dir, bool overwrite, bool is_main, const std::string& init_from,
+                      bool resume_auto) {
   const auto old = run_checkpoints(dir);
   if (old.empty()) return;
   std::error_code ec;
@@ -219,6 +220,10 @@ void claim_output_dir(const fs::path& dir, bool overwrite, bool is_main, const s
     std::string names;
     for (size_t i = 0; i < old.size() && i < 3; ++i) names += (i ? ", " : "") + old[i].filename().string();
     if (old.size() > 3) names += ", ...";
+    if (resume_auto)  // find_resume_checkpoint warned about each
+      throw Error("--resume auto: none of the checkpoints in " + dir.string() + " (" + names +
+                  ") loads. Start over there with --overwrite (without --resume; deletes them), or give the run "
+                  "another output_dir (--set output_dir=DIR)");
     throw Error("output_dir " + dir.string() + " holds another run's checkpoints (" + names +
                 "); a new run would replace them. Continue that run with --resume auto, start this one elsewhere "
                 "(--set output_dir=DIR), or start over there with --overwrite (deletes them)");
@@ -268,7 +273,7 @@ int train(const TrainOptions& options) {
   if (is_main) remove_stale_temporaries(out_dir);
   std::string resume_path = options.resume;
   if (resume_path == "auto") resume_path = find_resume_checkpoint(config.output_dir);
-  if (resume_path.empty()) claim_output_dir(out_dir, options.overwrite, is_main, options.init_from);  // before a file is written
+  if (resume_path.empty()) claim_output_dir(out_dir, options.overwrite, is_main, options.init_from, options.resume == "auto");  // before a file is written
   if (is_main) {
     auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((out_dir / "train.log").string());
     file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");

@@ -294,6 +294,16 @@ TEST(Cli, NewRunIntoAFolderWithCheckpointsIsRefusedUnlessOverwrite) {
   EXPECT_EQ(init_self.code(), 1) << init_self.describe();
   EXPECT_TRUE(contains(init_self.err, "--init-from")) << init_self.describe();
   EXPECT_EQ(read_checkpoint(dir.file("run/last.pt")).state.step, 3);
+
+  // --resume auto where no checkpoint loads: said so, and the damaged file is left for the user to look at
+  auto damaged = config;
+  damaged["output_dir"] = dir.file("damaged");
+  fs::create_directories(dir.file("damaged"));
+  write_file(dir.file("damaged/last.pt"), "not a checkpoint");
+  const auto none_loads = run_train(write_config(dir, damaged, "damaged.json"), dir.path(), {"--resume", "auto"});
+  EXPECT_EQ(none_loads.code(), 1) << none_loads.describe();
+  EXPECT_TRUE(contains(none_loads.err, "none of the checkpoints")) << none_loads.describe();
+  EXPECT_EQ(read_file(dir.file("damaged/last.pt")), "not a checkpoint");
 }
 
 // ---------------------------------------------------------------------------------------------
