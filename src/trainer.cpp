@@ -138,16 +138,25 @@ std::string step_file(int64_t step) {
   return name.str();
 }
 
-void prune_step_checkpoints(const fs::path& dir, int64_t keep) {
+// The step-N.pt checkpoints in `dir`, oldest (lowest N) first; none when `dir` is not a folder.
+std::vector<fs::path> step_checkpoints(const fs::path& dir) {
   static const std::regex pattern("step-(\\d+)\\.pt");
   std::vector<std::pair<int64_t, fs::path>> files;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    std::smatch m;
-    const auto name = e.path().filename().string();
-    if (std::regex_match(name, m, pattern)) files.emplace_back(std::stoll(m[1]), e.path());
-  }
+  if (fs::is_directory(dir))
+    for (const auto& e : fs::directory_iterator(dir)) {
+      std::smatch m;
+      const auto name = e.path().filename().string();
+      if (std::regex_match(name, m, pattern)) files.emplace_back(std::stoll(m[1]), e.path());
+    }
   std::sort(files.begin(), files.end());
-  for (size_t i = 0; i + keep < files.size(); ++i) fs::remove(files[i].second);
+  std::vector<fs::path> paths;
+  for (auto& f : files) paths.push_back(std::move(f.second));
+  return paths;
+}
+
+void prune_step_checkpoints(const fs::path& dir, int64_t keep) {
+  const auto files = step_checkpoints(dir);
+  for (size_t i = 0; i + keep < files.size(); ++i) fs::remove(files[i]);
 }
 
 // Training-only keys may change on resume; anything that shapes the model or its vocabularies may not.
@@ -194,14 +203,11 @@ bool settled(ProgressLine& progress, Check&& check) {
 
 // The checkpoints of a run in `dir` (last.pt, best.pt, step-N.pt).
 std::vector<fs::path> run_checkpoints(const fs::path& dir) {
-  static const std::regex step_file("step-\\d+\\.pt");
   std::vector<fs::path> found;
-  if (!fs::is_directory(dir)) return found;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const auto name = e.path().filename().string();
-    if (name == "last.pt" || name == "best.pt" || std::regex_match(name, step_file)) found.push_back(e.path());
-  }
-  std::sort(found.begin(), found.end());
+  for (const char* name : {"best.pt", "last.pt"})
+    if (fs::exists(dir / name)) found.push_back(dir / name);
+  const auto steps = step_checkpoints(dir);
+  found.insert(found.end(), steps.begin(), steps.end());
   return found;
 }
 
@@ -241,12 +247,8 @@ std::string find_resume_checkpoint(const std::string& output_dir) {
   if (!fs::is_directory(dir)) return "";
   std::vector<fs::path> candidates;
   if (fs::exists(dir / "last.pt")) candidates.push_back(dir / "last.pt");
-  std::vector<fs::path> steps;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (std::regex_match(e.path().filename().string(), std::regex("step-\\d+\\.pt"))) steps.push_back(e.path());
-  auto step_of = [](const fs::path& p) { return std::stoll(p.filename().string().substr(5)); };  // "step-N.pt"
-  std::sort(steps.begin(), steps.end(), [&](const auto& a, const auto& b) { return step_of(a) > step_of(b); });
-  candidates.insert(candidates.end(), steps.begin(), steps.end());
+  const auto steps = step_checkpoints(dir);
+  candidates.insert(candidates.end(), steps.rbegin(), steps.rend());  // newest first
   // last.pt is written after the step file, so it is the newest; fall back when it does not load.
   for (const auto& c : candidates) {
     try {
