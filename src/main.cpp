@@ -32,6 +32,15 @@ void add_search_options(CLI::App* cmd, s2s::TranslatorOptions& o) {
   cmd->add_flag("--unk-replace", o.unk_replace, "replace <unk> by the source word with the highest attention weight");
 }
 
+// One checkpoint per -c; several (-c a.pt -c b.pt) translate as an ensemble. Each -c takes exactly one
+// value, so that the sentences after it stay sentences.
+void add_checkpoints_option(CLI::App* cmd, std::vector<std::string>& checkpoints) {
+  cmd->add_option("--checkpoint,-c", checkpoints,
+                  "checkpoint file; repeat it (-c a.pt -c b.pt) to translate with an ensemble of models that share "
+                  "their vocabularies (the mean of their probabilities)")
+      ->required()->expected(1)->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -60,7 +69,7 @@ int main(int argc, char** argv) {
 
   s2s::TranslateCommand tr;
   auto* tr_cmd = app.add_subcommand("translate", "translate sentences (arguments, --input file or stdin)");
-  tr_cmd->add_option("--checkpoint,-c", tr.checkpoint, "checkpoint file")->required();
+  add_checkpoints_option(tr_cmd, tr.checkpoints);
   tr_cmd->add_option("sentences", tr.sentences, "sentences to translate; none: read --input or stdin");
   tr_cmd->add_option("--input,-i", tr.input, "input file, one sentence per line")->check(CLI::ExistingFile);
   tr_cmd->add_option("--output,-o", tr.output, "output file (default stdout)");
@@ -73,7 +82,7 @@ int main(int argc, char** argv) {
 
   s2s::EvaluateCommand ev;
   auto* ev_cmd = app.add_subcommand("evaluate", "translate a test set and score it: BLEU, chrF, perplexity, BLEU by length");
-  ev_cmd->add_option("--checkpoint,-c", ev.checkpoint, "checkpoint file")->required();
+  add_checkpoints_option(ev_cmd, ev.checkpoints);
   ev_cmd->add_option("--src", ev.src, "source file; without --ref, a source<TAB>reference file; without either, the "
                                       "checkpoint's data.test_src and data.test_tgt")->check(CLI::ExistingFile);
   ev_cmd->add_option("--ref", ev.ref, "reference file, line-aligned with --src")->check(CLI::ExistingFile);

@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include <cmath>
+
 #include "row_parallel.h"
 #include "vocabulary.h"
 #include "worker_threads.h"
@@ -73,12 +75,26 @@ LossResult sequence_loss(const torch::Tensor& logits, const torch::Tensor& targe
 
 CorpusLoss corpus_loss(Seq2Seq& model, const std::vector<Example>& examples, int64_t batch_size,
                        const torch::Device& device) {
+  std::vector<Seq2Seq> one{model};
+  return corpus_loss(one, examples, batch_size, device);
+}
+
+CorpusLoss corpus_loss(std::vector<Seq2Seq>& models, const std::vector<Example>& examples, int64_t batch_size,
+                       const torch::Device& device) {
   const auto batches = ordered_batches(examples, batch_size, true);
   std::vector<LossResult> parts(batches.size());
   auto run_batch = [&](int64_t b) {
     torch::NoGradGuard no_grad;  // per thread
     const auto batch = make_batch(examples, batches[static_cast<size_t>(b)]).to(device);
-    parts[static_cast<size_t>(b)] = sequence_loss(model->forward(batch).logits, batch.tgt_out, 0.0);
+    if (models.size() == 1) {
+      parts[static_cast<size_t>(b)] = sequence_loss(models[0]->forward(batch).logits, batch.tgt_out, 0.0);
+      return;
+    }
+    std::vector<torch::Tensor> log_probs;
+    for (auto& model : models) log_probs.push_back(torch::log_softmax(model->forward(batch).logits.to(torch::kFloat32), -1));
+    // The mixture's log-probabilities are their own log-softmax, so the loss of them as logits is its nll.
+    const auto mixture = torch::logsumexp(torch::stack(log_probs), 0) - std::log(static_cast<double>(models.size()));
+    parts[static_cast<size_t>(b)] = sequence_loss(mixture, batch.tgt_out, 0.0);
   };
   parallel_tasks(device, static_cast<int64_t>(batches.size()), run_batch);
   CorpusLoss total;

@@ -54,5 +54,9 @@ struct CorpusLoss {
 };
 CorpusLoss corpus_loss(Seq2Seq& model, const std::vector<Example>& examples, int64_t batch_size,
                        const torch::Device& device);
+// An ensemble's (search.h): each token's probability is the mean of the models' probabilities. One model
+// gives the result of the call above.
+CorpusLoss corpus_loss(std::vector<Seq2Seq>& models, const std::vector<Example>& examples, int64_t batch_size,
+                       const torch::Device& device);
 
 }  // namespace s2s

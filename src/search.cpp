@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <numeric>
 
 #include "error.h"
@@ -71,6 +72,42 @@ Hypothesis trace_back(const std::vector<StepRecord>& history, const Finished& f,
   return h;
 }
 
+// One model of a search (an ensemble has several): its attention memory, decoder state and step weights.
+struct Member {
+  Seq2Seq model;
+  AttentionMemory memory;
+  DecoderState state;
+  DecoderStepWeights weights;
+};
+
+struct StepOutput {
+  torch::Tensor log_probs;  // [rows, V] float32
+  torch::Tensor weights;    // [rows, src_len] attention, undefined when no model has attention
+};
+
+// One decoder step of every model on the previous tokens. One model: its log-softmax. Several: the log
+// of the mean of their probabilities (OpenNMT-py's and fairseq's ensemble), and the mean of the attention
+// weights of those that have attention.
+StepOutput ensemble_step(std::vector<Member>& members, const torch::Tensor& prev_tokens) {
+  std::vector<torch::Tensor> weights;
+  StepOutput out;
+  const bool one = members.size() == 1;
+  for (auto& m : members) {
+    auto& decoder = m.model->decoder;
+    auto input = decoder->embed(prev_tokens);
+    m.state = decoder->step(input, m.state, m.memory, &m.weights);
+    auto logits = decoder->output(m.state.cell.h, m.state.context, input.embedding, &m.weights).to(torch::kFloat32);
+    if (one) out.log_probs = torch::log_softmax(logits, -1);  // [rows, V]
+    else if (!out.log_probs.defined()) out.log_probs = torch::softmax(logits, -1);  // the sum of probabilities so far
+    else out.log_probs.add_(torch::softmax(logits, -1));
+    if (m.state.weights.defined()) weights.push_back(m.state.weights.to(torch::kFloat32));
+  }
+  if (!one) out.log_probs.div_(static_cast<double>(members.size())).log_();
+  if (weights.size() == 1) out.weights = weights[0];
+  else if (!weights.empty()) out.weights = torch::stack(weights).mean(0);
+  return out;
+}
+
 }  // namespace
 
 void check_search_options(const SearchOptions& o) {
@@ -80,7 +117,15 @@ void check_search_options(const SearchOptions& o) {
 }
 
 std::vector<std::vector<Hypothesis>> search(Seq2Seq& model, const Batch& batch, const SearchOptions& options) {
-  InferenceGuard guard(model);
+  std::vector<Seq2Seq> one{model};
+  return search(one, batch, options);
+}
+
+std::vector<std::vector<Hypothesis>> search(std::vector<Seq2Seq>& models, const Batch& batch,
+                                            const SearchOptions& options) {
+  if (models.empty()) throw Error("search: no model");
+  std::vector<std::unique_ptr<InferenceGuard>> guards;
+  for (auto& model : models) guards.push_back(std::make_unique<InferenceGuard>(model));
   const int64_t B = batch.src.size(0), K = std::max<int64_t>(1, options.beam_size);
   const int64_t n_best = std::clamp<int64_t>(options.n_best, 1, K);
   auto device = batch.src.device();
@@ -95,15 +140,20 @@ std::vector<std::vector<Hypothesis>> search(Seq2Seq& model, const Batch& batch, 
     longest = std::max(longest, max_len[b]);
   }
 
-  // Encode once, then give every sentence K slots (slot = b * K + k).
-  auto encoded = model->encode(batch.src, batch.src_lengths);
-  auto& decoder = model->decoder;
+  // Every model encodes once, then gives every sentence K slots (slot = b * K + k).
   auto rows = torch::arange(B, torch::TensorOptions().dtype(torch::kInt64).device(device)).repeat_interleave(K);
-  encoded.final = encoded.final.index_select(0, rows);
-  encoded.states = encoded.states.index_select(0, rows);
-  encoded.mask = encoded.mask.index_select(0, rows);
-  auto memory = decoder->prepare_memory(encoded);
-  auto state = decoder->init_state(encoded, memory);
+  std::vector<Member> members;
+  for (auto& model : models) {
+    auto encoded = model->encode(batch.src, batch.src_lengths);
+    encoded.final = encoded.final.index_select(0, rows);
+    encoded.states = encoded.states.index_select(0, rows);
+    encoded.mask = encoded.mask.index_select(0, rows);
+    auto& decoder = model->decoder;
+    auto memory = decoder->prepare_memory(encoded);
+    auto state = decoder->init_state(encoded, memory);
+    // (no grad: packed once for all steps, or plain)
+    members.push_back({model, std::move(memory), std::move(state), decoder->step_weights(longest, B * K)});
+  }
 
   // Only the sentences still searched keep rows in the tensors: `active` lists them, and local row
   // i * K + k holds beam k of sentence active[i]. The records keep global slots (b * K + k).
@@ -116,14 +166,11 @@ std::vector<std::vector<Hypothesis>> search(Seq2Seq& model, const Batch& batch, 
   std::vector<bool> done(B, false);
   std::vector<StepRecord> history;
   const auto long_options = torch::TensorOptions().dtype(torch::kInt64);
-  auto step_weights = decoder->step_weights(longest, B * K);  // (no grad: packed once for all steps, or plain)
 
   for (int64_t t = 0; t < longest; ++t) {
     const int64_t A = static_cast<int64_t>(active.size());
-    auto input = decoder->embed(torch::tensor(prev_tokens, torch::kInt64).to(device));
-    state = decoder->step(input, state, memory, &step_weights);
-    auto logits = decoder->output(state.cell.h, state.context, input.embedding, &step_weights);  // [A*K, V]
-    auto logp = torch::log_softmax(logits.to(torch::kFloat32), -1);
+    const auto step = ensemble_step(members, torch::tensor(prev_tokens, torch::kInt64).to(device));
+    const auto& logp = step.log_probs;
     const int64_t V = logp.size(1);
     auto total = logp + torch::tensor(log_prob, torch::kFloat64).to(torch::kFloat32).to(device).unsqueeze(1);
     auto top = total.view({A, K * V}).topk(std::min<int64_t>(2 * K, K * V), 1);
@@ -137,9 +184,9 @@ std::vector<std::vector<Hypothesis>> search(Seq2Seq& model, const Batch& batch, 
     rec.parent.resize(B * K);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t k = 0; k < K; ++k) rec.parent[b * K + k] = b * K;  // placeholder for unused slots
-    if (state.weights.defined()) {
+    if (step.weights.defined()) {
       // Rows of the global slots, so that tracing back does not depend on which sentences were active.
-      auto local = state.weights.to(torch::kCPU, torch::kFloat32);
+      auto local = step.weights.to(torch::kCPU, torch::kFloat32);
       std::vector<int64_t> slots;
       for (int64_t b : active)
         for (int64_t k = 0; k < K; ++k) slots.push_back(b * K + k);
@@ -190,8 +237,13 @@ std::vector<std::vector<Hypothesis>> search(Seq2Seq& model, const Batch& batch, 
       }
     }
     if (still_active.empty()) break;
-    state = state.index_select(torch::tensor(rows, long_options).to(device));
-    if (still_active.size() < active.size()) memory = memory.index_select(torch::tensor(memory_rows, long_options).to(device));
+    const auto state_rows = torch::tensor(rows, long_options).to(device);
+    const bool drop_sentences = still_active.size() < active.size();
+    const auto kept_memory_rows = drop_sentences ? torch::tensor(memory_rows, long_options).to(device) : torch::Tensor();
+    for (auto& m : members) {
+      m.state = m.state.index_select(state_rows);
+      if (drop_sentences) m.memory = m.memory.index_select(kept_memory_rows);
+    }
     active = std::move(still_active);
     log_prob = std::move(kept_log_prob);
     prev_tokens = std::move(tokens);

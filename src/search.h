@@ -32,4 +32,11 @@ struct Hypothesis {
 // for the call and restored afterwards.
 std::vector<std::vector<Hypothesis>> search(Seq2Seq& model, const Batch& batch, const SearchOptions& options);
 
+// An ensemble: the models (of one source and one target vocabulary; any cells and attentions) decode in
+// step, and each step's next-token distribution is the mean of the models' probabilities, as in OpenNMT-py
+// and fairseq; a hypothesis's score is built from those. Its attention is the mean of the weights of the
+// models that have attention (none: no attention). One model gives the same result as the call above.
+std::vector<std::vector<Hypothesis>> search(std::vector<Seq2Seq>& models, const Batch& batch,
+                                            const SearchOptions& options);
+
 }  // namespace s2s

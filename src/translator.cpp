@@ -43,15 +43,48 @@ nlohmann::json Translation::to_json() const {
   return j;
 }
 
+std::vector<LoadedModel> load_ensemble(const std::vector<std::string>& paths, const torch::Device& device) {
+  if (paths.empty()) throw Error("no checkpoint given (--checkpoint)");
+  std::vector<LoadedModel> models;
+  nlohmann::json first_codec;
+  for (const auto& path : paths) {
+    models.push_back(load_model(path, device));
+    const auto codec = models.back().codec.to_json();
+    if (models.size() == 1) first_codec = codec;
+    else if (codec != first_codec)
+      throw Error(path + ": its vocabularies or tokenizers differ from " + paths.front() +
+                  "'s: the models of an ensemble must share them (train them on the same data with the same data "
+                  "settings)");
+  }
+  if (models.size() > 1) {
+    std::string names;
+    for (const auto& path : paths) names += (names.empty() ? "" : ", ") + path;
+    spdlog::info("[translate] an ensemble of {} models (the mean of their probabilities): {}", models.size(), names);
+  }
+  return models;
+}
+
 Translator::Translator(LoadedModel model, torch::Device device, TranslatorOptions options)
-    : model_(std::move(model)), device_(device), options_(options) {
-  model_.model->to(device_);
-  model_.model->eval();
+    : Translator(std::vector<LoadedModel>{std::move(model)}, device, options) {}
+
+Translator::Translator(std::vector<LoadedModel> models, torch::Device device, TranslatorOptions options)
+    : models_(std::move(models)), device_(device), options_(options) {
+  if (models_.empty()) throw Error("Translator: no model");
+  for (auto& m : models_) {
+    m.model->to(device_);
+    m.model->eval();
+  }
   // On the CPU with 2 or more threads, whole batches side by side on the worker threads, one intra-op
   // thread each: a search step is many small operations that intra-op threads hardly split.
   const int threads = at::get_num_threads();
   parallel_batches_ = options_.batches_in_parallel && device_.is_cpu() && threads >= 2;
   if (parallel_batches_) worker_threads(threads);
+}
+
+std::vector<Seq2Seq> Translator::models() const {
+  std::vector<Seq2Seq> models;
+  for (const auto& m : models_) models.push_back(m.model);
+  return models;
 }
 
 int64_t Translator::batches_at_once() const { return parallel_batches_ ? std::max(1, worker_thread_count()) : 1; }
@@ -68,7 +101,7 @@ void replace_unknowns(std::vector<std::string>& output, const std::vector<std::v
 }
 
 std::vector<Translation> Translator::translate(const std::vector<std::string>& lines) {
-  const auto& codec = model_.codec;
+  const auto& codec = models_.front().codec;
   std::vector<Translation> out(lines.size());
   std::vector<std::vector<int64_t>> sources;
   std::vector<size_t> which;  // line index of each non-empty source
@@ -92,7 +125,8 @@ std::vector<Translation> Translator::translate(const std::vector<std::string>& l
     const size_t start = static_cast<size_t>(b) * batch_size, end = std::min(order.size(), start + batch_size);
     std::vector<std::vector<int64_t>> chunk;
     for (size_t k = start; k < end; ++k) chunk.push_back(sources[order[k]]);
-    results[static_cast<size_t>(b)] = search(model_.model, make_source_batch(chunk).to(device_), options_.search);
+    auto models = this->models();
+    results[static_cast<size_t>(b)] = search(models, make_source_batch(chunk).to(device_), options_.search);
   };
   if (parallel_batches_)
     parallel_tasks(static_cast<int64_t>(batches), run_batch);  // worker_threads.h
@@ -176,7 +210,7 @@ int run_translate(const TranslateCommand& cmd) {
   check_search_options(cmd.translator.search);
   configure_threads(cmd.threads, "translate");
   const auto device = resolve_device(cmd.device);
-  Translator translator(load_model(cmd.checkpoint, device), device, cmd.translator);
+  Translator translator(load_ensemble(cmd.checkpoints, device), device, cmd.translator);
   if (cmd.format != "text" && cmd.format != "json") throw Error("--format must be text or json");
 
   std::ofstream out_file;
@@ -243,16 +277,17 @@ int run_evaluate(const EvaluateCommand& cmd) {
   const auto device = resolve_device(cmd.device);
   if (cmd.src.empty() && !cmd.ref.empty())
     throw Error("evaluate: --ref needs --src (or give neither, for the checkpoint's data.test_src and data.test_tgt)");
-  Translator translator(load_model(cmd.checkpoint, device), device, cmd.translator);
+  Translator translator(load_ensemble(cmd.checkpoints, device), device, cmd.translator);
+  const auto& checkpoint = cmd.checkpoints.front();  // the first model's config names the test set
   std::string src = cmd.src, ref = cmd.ref;  // without --ref, --src is tab-separated (read_parallel)
   if (src.empty()) {
     const auto& d = translator.loaded().config.data;
     if (d.test_src.empty())
-      throw Error("evaluate: no --src, and the config in " + cmd.checkpoint + " has no data.test_src");
+      throw Error("evaluate: no --src, and the config in " + checkpoint + " has no data.test_src");
     src = d.test_src;
     ref = d.test_tgt;
-    require_data_file("data.test_src of " + cmd.checkpoint, src);
-    require_data_file("data.test_tgt of " + cmd.checkpoint, ref);
+    require_data_file("data.test_src of " + checkpoint, src);
+    require_data_file("data.test_tgt of " + checkpoint, ref);
     spdlog::info("[evaluate] the checkpoint's test set: data.test_src {}{}", src, ref.empty() ? "" : ", data.test_tgt " + ref);
   }
   auto text = read_parallel(src, ref);
@@ -265,10 +300,11 @@ int run_evaluate(const EvaluateCommand& cmd) {
   const auto bleu = corpus_bleu(hyps, text.tgt, BleuOptions{});
   const auto chrf = corpus_chrf(hyps, text.tgt, ChrfOptions{});
 
-  // Perplexity of the references under the model (teacher forcing).
+  // Perplexity of the references under the model or the ensemble (teacher forcing).
   auto& loaded = translator.loaded();
   auto examples = encode_corpus(text, loaded.codec, loaded.config.data, /*filter=*/false, nullptr);
-  const auto loss = corpus_loss(loaded.model, examples, cmd.translator.batch_size, device);
+  auto models = translator.models();
+  const auto loss = corpus_loss(models, examples, cmd.translator.batch_size, device);
   const double ppl = std::exp(loss.sum_nll / static_cast<double>(std::max<int64_t>(loss.tokens, 1)));
 
   // BLEU by source length (tokens of the source as tokenised), Bahdanau et al.'s Figure 2.
@@ -294,7 +330,9 @@ int run_evaluate(const EvaluateCommand& cmd) {
                                       : nlohmann::json(nullptr)}});
     low = high + 1;
   }
-  nlohmann::json j{{"model", cmd.checkpoint}, {"src", src}, {"ref", ref},
+  std::string model_names;  // "a.pt", or "a.pt + b.pt" for an ensemble
+  for (const auto& c : cmd.checkpoints) model_names += (model_names.empty() ? "" : " + ") + c;
+  nlohmann::json j{{"model", model_names}, {"models", cmd.checkpoints}, {"src", src}, {"ref", ref},
                    {"sentences", text.src.size()}, {"beam", cmd.translator.search.beam_size},
                    {"bleu", bleu.score}, {"bleu_signature", bleu.signature}, {"bleu_detail", bleu.to_string()},
                    {"chrf", chrf.score}, {"chrf_signature", chrf.signature}, {"ppl", ppl},

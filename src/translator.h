@@ -41,25 +41,33 @@ struct TranslatorOptions {
   bool batches_in_parallel = true;
 };
 
+// The checkpoints of an ensemble (search.h), each loaded onto `device`. Throws s2s::Error naming the
+// file when one's tokenizers or vocabularies differ from the first's.
+std::vector<LoadedModel> load_ensemble(const std::vector<std::string>& paths, const torch::Device& device);
+
 class Translator {
  public:
   Translator(LoadedModel model, torch::Device device, TranslatorOptions options);
+  // An ensemble: the models decode together (search.h); they share one codec (load_ensemble).
+  Translator(std::vector<LoadedModel> models, torch::Device device, TranslatorOptions options);
   // Input order is kept; empty lines give empty translations.
   std::vector<Translation> translate(const std::vector<std::string>& lines);
-  LoadedModel& loaded() { return model_; }
+  // The first model: its codec and config serve the whole ensemble.
+  LoadedModel& loaded() { return models_.front(); }
+  std::vector<Seq2Seq> models() const;
   const torch::Device& device() const { return device_; }
   // How many batches translate() runs side by side (1, or the worker threads).
   int64_t batches_at_once() const;
 
  private:
-  LoadedModel model_;
+  std::vector<LoadedModel> models_;
   torch::Device device_;
   TranslatorOptions options_;
   bool parallel_batches_ = false;
 };
 
 struct TranslateCommand {
-  std::string checkpoint;
+  std::vector<std::string> checkpoints;  // two or more: an ensemble
   std::vector<std::string> sentences;  // if empty: read --input or stdin
   std::string input, output;
   std::string format = "text";         // "text" | "json"
@@ -72,7 +80,8 @@ struct TranslateCommand {
 int run_translate(const TranslateCommand& cmd);
 
 struct EvaluateCommand {
-  std::string checkpoint, src, ref;
+  std::vector<std::string> checkpoints;  // two or more: an ensemble
+  std::string src, ref;
   bool json = false;
   std::string device = "auto";
   int64_t threads = 0;

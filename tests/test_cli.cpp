@@ -962,6 +962,56 @@ TEST_F(CliTrained, UnkReplaceUsesTheSourceWordWithMostAttention) {
   }
 }
 
+// `-c A -c B`: an ensemble. Two copies of one checkpoint translate and score as that checkpoint alone, on
+// one thread or with batches side by side; two different checkpoints of one vocabulary translate and are
+// both named in evaluate's JSON; a checkpoint of another vocabulary is refused, by name. One -c takes one
+// value: the sentences after it stay sentences.
+TEST_F(CliTrained, EnsembleOfCheckpointsTranslatesAndScores) {
+  const auto a = dir_->file("run/step-0000006.pt"), b = dir_->file("run/step-0000012.pt");
+  ASSERT_TRUE(fs::exists(a) && fs::exists(b)) << train_result_->describe();
+  const std::string input = "a b c d\ne f g\n\nh i j k l m\n";
+  const auto alone = translate({}, &input);
+  ASSERT_EQ(alone.code(), 0) << alone.describe();
+  ASSERT_EQ(split_lines(alone.out).size(), 4u) << alone.describe();
+  for (const char* threads : {"1", "2"}) {
+    const auto twice = run_s2s_with_input({"translate", "-c", checkpoint(), "-c", checkpoint(), "--device", "cpu",
+                                           "--threads", threads, "--batch-size", "2"},
+                                          scratch(), input);
+    ASSERT_EQ(twice.code(), 0) << twice.describe();
+    EXPECT_EQ(twice.out, alone.out) << "threads " << threads;
+  }
+  const auto pair = run_s2s({"translate", "-c", a, "-c", b, "--device", "cpu", "--threads", "1", "a b c", "d e"}, scratch());
+  ASSERT_EQ(pair.code(), 0) << pair.describe();
+  const auto lines = split_lines(pair.out);
+  ASSERT_EQ(lines.size(), 2u) << pair.describe();
+  for (const auto& line : lines) expect_target_words(line);
+
+  const auto single = run_s2s({"evaluate", "-c", checkpoint(), "--device", "cpu", "--threads", "1", "--json"}, scratch());
+  const auto doubled = run_s2s({"evaluate", "-c", checkpoint(), "-c", checkpoint(), "--device", "cpu", "--threads", "1",
+                                "--json"}, scratch());
+  const auto mixed = run_s2s({"evaluate", "-c", a, "-c", b, "--device", "cpu", "--threads", "1", "--json"}, scratch());
+  for (const auto* r : {&single, &doubled, &mixed}) ASSERT_EQ(r->code(), 0) << r->describe();
+  const auto js = json::parse(single.out), jd = json::parse(doubled.out), jm = json::parse(mixed.out);
+  EXPECT_EQ(jd.at("bleu"), js.at("bleu"));
+  EXPECT_NEAR(jd.at("ppl").get<double>(), js.at("ppl").get<double>(), 1e-4 * js.at("ppl").get<double>());
+  EXPECT_EQ(jm.at("models"), json::array({a, b}));
+  EXPECT_EQ(jm.at("model"), a + " + " + b);
+  EXPECT_EQ(js.at("models"), json::array({checkpoint()}));
+  EXPECT_EQ(js.at("model"), checkpoint());
+
+  auto other_config = tiny_config(*corpus_, dir_->file("smaller-vocab"));
+  other_config["data"]["max_size"] = 6;
+  other_config["training"]["max_steps"] = 1;
+  ASSERT_EQ(run_train(write_config(*dir_, other_config, "smaller-vocab.json"), scratch()).code(), 0);
+  const auto other = dir_->file("smaller-vocab/last.pt");
+  const auto refused = run_s2s({"translate", "-c", a, "-c", other, "--device", "cpu", "a b c"}, scratch());
+  EXPECT_TRUE(refused.finished);
+  EXPECT_NE(refused.code(), 0) << refused.describe();
+  EXPECT_TRUE(contains(refused.err, other)) << refused.describe();
+  EXPECT_TRUE(contains(refused.err, "vocabularies")) << refused.describe();
+  EXPECT_TRUE(refused.out.empty()) << refused.describe();
+}
+
 // A checkpoint written by a newer format version is refused with a message that says so.
 TEST_F(CliTrained, FutureCheckpointVersionIsRefused) {
   torch::serialize::OutputArchive a;

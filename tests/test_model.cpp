@@ -823,6 +823,127 @@ TEST(ModelSearch, BeamHypothesisAttentionIsItsOwnAttention) {
   }
 }
 
+// What each model of an ensemble, teacher-forced on a hypothesis, says at every step: log-probabilities
+// [steps, V] (steps = tokens, + 1 with </s>) and attention [steps, m] (undefined without attention).
+struct ForcedSteps {
+  torch::Tensor log_probs, weights;
+  std::vector<int64_t> targets;  // the tokens, then </s> when the hypothesis has one
+};
+ForcedSteps forced_steps(Seq2Seq& model, const std::vector<int64_t>& src, const std::vector<int64_t>& tokens,
+                         bool ends_with_eos) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  const auto out = model->forward(batch_of({{src, tokens}}));
+  ForcedSteps f;
+  f.targets = tokens;
+  if (ends_with_eos) f.targets.push_back(Vocabulary::kEos);
+  const auto steps = static_cast<int64_t>(f.targets.size());
+  f.log_probs = torch::log_softmax(out.logits[0].to(torch::kFloat64), -1).slice(0, 0, steps);
+  if (out.weights.defined()) f.weights = out.weights[0].slice(0, 0, steps).to(torch::kFloat64);
+  return f;
+}
+
+// An ensemble's hypotheses, checked against each model's own teacher-forced view of them: the score is
+// the sum of the logs of the mean of the models' probabilities; greedy picks the token with the highest
+// mean probability at every step; the attention is the mean of the attention models' weights.
+TEST(ModelSearch, EnsembleFollowsTheMeanOfTheModelsProbabilities) {
+  std::vector<Seq2Seq> models{search_model("rnn", "bahdanau", 21), search_model("gru", "qkv", 22),
+                              search_model("lstm", "none", 23)};
+  int64_t greedy_steps = 0, disagreements = 0;
+  for (int64_t beam : {1, 3}) {
+    SCOPED_TRACE("beam " + std::to_string(beam));
+    SearchOptions o;
+    o.beam_size = beam;
+    o.n_best = beam;
+    o.length_penalty = 0.0;  // score = sum of log-probabilities
+    const auto results = search(models, make_source_batch(kSources), o);
+    ASSERT_EQ(results.size(), kSources.size());
+    for (size_t s = 0; s < kSources.size(); ++s) {
+      SCOPED_TRACE("sentence " + std::to_string(s));
+      ASSERT_EQ(results[s].size(), static_cast<size_t>(beam));
+      const int64_t max_len = static_cast<int64_t>(o.max_length_ratio * static_cast<double>(kSources[s].size())) +
+                              o.max_length_extra;
+      for (const auto& h : results[s]) {
+        const bool eos = static_cast<int64_t>(h.tokens.size()) < max_len;
+        std::vector<ForcedSteps> views;
+        for (auto& model : models) views.push_back(forced_steps(model, kSources[s], h.tokens, eos));
+        const auto steps = static_cast<int64_t>(views[0].targets.size());
+        // log mean_m p_m, in float64 from the models' own distributions
+        auto mean_probs = (views[0].log_probs.exp() + views[1].log_probs.exp() + views[2].log_probs.exp()) / 3;
+        double expected = 0;
+        for (int64_t j = 0; j < steps; ++j) {
+          const auto y = views[0].targets[static_cast<size_t>(j)];
+          expected += std::log(mean_probs[j][y].item<double>());
+          if (beam == 1) {
+            EXPECT_EQ(mean_probs[j].argmax().item<int64_t>(), y) << "step " << j;
+            ++greedy_steps;
+            // The ensemble's choice is not simply one model's: count the steps where some model prefers another.
+            for (const auto& v : views) disagreements += v.log_probs[j].argmax().item<int64_t>() != y;
+          }
+        }
+        EXPECT_NEAR(h.score, expected, 1e-4 * std::max(1.0, std::abs(expected)));
+        // Attention: the mean of the two attention models' rows (the lstm has none).
+        ASSERT_EQ(static_cast<int64_t>(h.attention.size()), steps);
+        const auto mean_weights = (views[0].weights + views[1].weights) / 2;
+        double worst = 0;
+        for (int64_t j = 0; j < steps; ++j)
+          for (size_t i = 0; i < kSources[s].size(); ++i)
+            worst = std::max(worst, std::abs(h.attention[static_cast<size_t>(j)][i] -
+                                             mean_weights[j][static_cast<int64_t>(i)].item<double>()));
+        EXPECT_LT(worst, 1e-5);
+      }
+    }
+  }
+  EXPECT_GT(greedy_steps, 20);
+  EXPECT_GT(disagreements, 0) << "the models always agree: the test cannot tell an ensemble from one model";
+}
+
+// An ensemble of one model, or of a model with itself, translates as that model does; the perplexity of
+// an ensemble is the mean of the models' probabilities, token by token.
+TEST(ModelSearch, EnsembleOfOneModelOrTwoCopiesIsThatModel) {
+  auto model = search_model("gru", "bahdanau", 24);
+  std::vector<Seq2Seq> copies{model, model};
+  for (int64_t beam : {1, 4}) {
+    SCOPED_TRACE("beam " + std::to_string(beam));
+    SearchOptions o;
+    o.beam_size = beam;
+    o.n_best = beam;
+    const auto alone = search(model, make_source_batch(kSources), o);
+    const auto twice = search(copies, make_source_batch(kSources), o);
+    ASSERT_EQ(alone.size(), twice.size());
+    for (size_t s = 0; s < alone.size(); ++s) {
+      ASSERT_EQ(alone[s].size(), twice[s].size());
+      for (size_t n = 0; n < alone[s].size(); ++n) {
+        EXPECT_EQ(alone[s][n].tokens, twice[s][n].tokens) << "sentence " << s << " hypothesis " << n;
+        EXPECT_NEAR(alone[s][n].score, twice[s][n].score, 1e-5);
+      }
+    }
+  }
+  std::vector<Example> examples;
+  for (size_t s = 0; s < kSources.size(); ++s) examples.push_back({kSources[s], {4, 9, 5, 7}});
+  const auto one = corpus_loss(model, examples, 4, torch::kCPU);
+  const auto two = corpus_loss(copies, examples, 4, torch::kCPU);
+  EXPECT_EQ(one.tokens, two.tokens);
+  EXPECT_NEAR(one.sum_nll, two.sum_nll, 1e-4);
+
+  // Two different models: each token's probability is the mean of theirs.
+  auto other = search_model("rnn", "qkv", 25);
+  std::vector<Seq2Seq> pair{model, other};
+  double expected = 0;
+  for (const auto& e : examples) {
+    const auto a = forced_steps(model, e.src, e.tgt, true), b = forced_steps(other, e.src, e.tgt, true);
+    for (size_t j = 0; j < a.targets.size(); ++j) {
+      const auto y = a.targets[j];
+      const auto jj = static_cast<int64_t>(j);
+      expected -= std::log((a.log_probs[jj][y].exp() + b.log_probs[jj][y].exp()).item<double>() / 2);
+    }
+  }
+  const auto mixed = corpus_loss(pair, examples, 4, torch::kCPU);
+  EXPECT_EQ(mixed.tokens, one.tokens);
+  EXPECT_NEAR(mixed.sum_nll, expected, 1e-4 * expected);
+  EXPECT_GT(std::abs(mixed.sum_nll - one.sum_nll), 1e-2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // ModelCheckpoint
 // ---------------------------------------------------------------------------------------------
