@@ -50,13 +50,18 @@ int run_info(const std::string& checkpoint, bool json) {
   for (const auto& p : model->named_parameters())
     params.push_back({{"name", p.key()}, {"shape", p.value().sizes().vec()}});
   const auto& s = ckpt.state;
+  // The best validation score in its metric's own sign (the checkpoint keeps higher-is-better: -loss).
+  const auto& metric = ckpt.config.training.best_metric;
+  const bool has_best = !std::isinf(s.best_score);
+  const double best = metric == "loss" ? -s.best_score : s.best_score;
   nlohmann::json j{{"checkpoint", checkpoint},
                    {"config", config_to_json(ckpt.config)},
                    {"parameters", params},
                    {"parameter_count", model->parameter_count()},
                    {"step", s.step},
                    {"epoch", s.epoch + 1},
-                   {"best_valid_bleu", std::isinf(s.best_score) ? nlohmann::json(nullptr) : nlohmann::json(s.best_score)},
+                   {"best_metric", metric},
+                   {"best_valid_score", has_best ? nlohmann::json(best) : nlohmann::json(nullptr)},
                    {"best_step", s.best_step},
                    {"src_vocab_size", ckpt.codec.src_vocab.size()},
                    {"tgt_vocab_size", ckpt.codec.tgt_vocab.size()}};
@@ -65,7 +70,7 @@ int run_info(const std::string& checkpoint, bool json) {
     return 0;
   }
   std::cout << "checkpoint: " << checkpoint << "\nstep: " << s.step << " (epoch " << s.epoch + 1 << ")\n"
-            << "best validation BLEU: " << (std::isinf(s.best_score) ? std::string("-") : std::to_string(s.best_score))
+            << "best validation " << metric << ": " << (has_best ? std::to_string(best) : std::string("-"))
             << " at step " << s.best_step << "\nvocabularies: source " << ckpt.codec.src_vocab.size() << ", target "
             << ckpt.codec.tgt_vocab.size() << "\nparameters: " << model->parameter_count() << "\n";
   for (const auto& p : params) std::cout << "  " << std::left << std::setw(40) << p["name"].get<std::string>() << p["shape"].dump() << "\n";

@@ -260,7 +260,7 @@ void validate_config(const Config& c, const std::string& origin) {
   check(t.checkpoint_every >= 1, origin, "training.checkpoint_every", "must be positive");
   check(t.keep_checkpoints >= 1, origin, "training.keep_checkpoints", "must be at least 1");
   check(t.patience >= 0, origin, "training.patience", "must be 0 (off) or positive");
-  check_one_of(t.best_metric, {"bleu", "loss"}, origin, "training.best_metric");
+  check_one_of(t.best_metric, {"bleu", "chrf", "loss"}, origin, "training.best_metric");
   check(t.accumulate >= 1, origin, "training.accumulate", "must be at least 1");
   check(t.dist_timeout > 0, origin, "training.dist_timeout", "must be positive (seconds)");
   check(!c.output_dir.empty(), origin, "output_dir", "must not be empty");

@@ -109,7 +109,7 @@ struct TrainingConfig {
   int64_t checkpoint_every = 1000;
   int64_t keep_checkpoints = 3;
   int64_t patience = 0;                  // 0 = no early stopping
-  std::string best_metric = "bleu";      // "bleu" | "loss": what best.pt, patience and plateau follow
+  std::string best_metric = "bleu";      // "bleu" | "chrf" | "loss": what best.pt, patience and plateau follow
   int64_t accumulate = 1;                // batches per update (per process)
   double dist_timeout = 300;             // seconds: multi-process training gives up on a silent rank
   bool cuda_graphs = false;              // GPU: the training step replayed as CUDA graphs
@@ -139,11 +139,11 @@ struct TrainingConfig {
     v("device", device, "\"auto\", \"cpu\", \"cuda\" or \"cuda:N\"");
     v("log_every", log_every, "log training loss every N steps");
     v("valid_every", valid_every, "validate every N steps");
-    v("valid_bleu_sentences", valid_bleu_sentences, "translate only the first N validation sentences for BLEU; 0 = all");
+    v("valid_bleu_sentences", valid_bleu_sentences, "translate only the first N validation sentences for BLEU and chrF; 0 = all");
     v("checkpoint_every", checkpoint_every, "write a checkpoint every N steps");
     v("keep_checkpoints", keep_checkpoints, "keep the newest N step-*.pt files");
     v("patience", patience, "stop after N validations without improvement; 0 = never");
-    v("best_metric", best_metric, "validation score that picks best.pt and drives patience and the plateau schedule: \"bleu\" (higher is better) or \"loss\" (lower is better)");
+    v("best_metric", best_metric, "validation score that picks best.pt and drives patience and the plateau schedule: \"bleu\" or \"chrf\" of greedy translations (higher is better) or \"loss\" (lower is better)");
     v("accumulate", accumulate, "gradient accumulation: batches summed into one update (in each process)");
     v("dist_timeout", dist_timeout, "multi-process training: seconds to wait for the other processes before stopping with an error");
     v("cuda_graphs", cuda_graphs, "on a GPU: record the training step (forward, loss, backward) once per batch shape as a CUDA graph and replay it, instead of launching its hundreds of small kernels one by one (needs a build against a CUDA LibTorch; one batch per update, one process)");

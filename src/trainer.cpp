@@ -95,7 +95,9 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainingConfig& t,
 }
 
 struct Validation {
-  double loss = 0, ppl = 0, bleu = 0;
+  double loss = 0, ppl = 0, bleu = 0, chrf = 0;
+  // training.best_metric's value, higher is better (the loss negated)
+  double score(const std::string& metric) const { return metric == "loss" ? -loss : metric == "chrf" ? chrf : bleu; }
 };
 
 Validation validate(Seq2Seq& model, const Corpora& data, const TrainingConfig& t, const torch::Device& device) {
@@ -113,7 +115,7 @@ Validation validate(Seq2Seq& model, const Corpora& data, const TrainingConfig& t
   v.loss = loss.sum_nll / static_cast<double>(std::max<int64_t>(loss.tokens, 1));
   v.ppl = std::exp(v.loss);
 
-  // BLEU of greedy translations of (the first valid_bleu_sentences of) the validation set.
+  // BLEU and chrF of greedy translations of (the first valid_bleu_sentences of) the validation set.
   const auto n = t.valid_bleu_sentences > 0 ? std::min<size_t>(t.valid_bleu_sentences, data.valid.size())
                                             : data.valid.size();
   std::vector<Example> subset(data.valid.begin(), data.valid.begin() + n);
@@ -129,6 +131,7 @@ Validation validate(Seq2Seq& model, const Corpora& data, const TrainingConfig& t
     for (size_t r = 0; r < batches[b].size(); ++r)
       hyps[batches[b][r]] = results[b][r].empty() ? "" : data.codec.decode_tgt(results[b][r][0].tokens);
   v.bleu = n > 0 ? corpus_bleu(hyps, refs, BleuOptions{}).score : 0.0;
+  v.chrf = n > 0 ? corpus_chrf(hyps, refs, ChrfOptions{}).score : 0.0;
   return v;
 }
 
@@ -336,6 +339,16 @@ int train(const TrainOptions& options) {
     restore_optimizer(*resume_ckpt, *optimizer);
     state = resume_ckpt->state;
     if (!state.lr_schedule.is_null()) schedule.load_state(state.lr_schedule);
+    const auto& saved_metric = resume_ckpt->config.training.best_metric;
+    if (saved_metric != t.best_metric) {
+      // The best score so far is in the old metric's units: compared with the new one it would decide nothing.
+      spdlog::warn("[train] training.best_metric changed from {} to {}: the best {} so far (step {}) is forgotten, "
+                   "and the next validation writes best.pt",
+                   saved_metric, t.best_metric, saved_metric, state.best_step);
+      state.best_score = -std::numeric_limits<double>::infinity();
+      state.best_step = 0;
+      state.bad_validations = 0;
+    }
     spdlog::info("[train] resumed from {} at step {} (epoch {}, batch {})", resume_path, state.step, state.epoch + 1,
                  state.batch_in_epoch);
     if (state.batches_per_update != batches_per_update)
@@ -476,12 +489,12 @@ int train(const TrainOptions& options) {
         Validation v;
         if (is_main) v = validate(model, data, t, device);
         if (group) {
-          auto figures = torch::tensor({v.loss, v.ppl, v.bleu}, torch::kFloat64);
+          auto figures = torch::tensor({v.loss, v.ppl, v.bleu, v.chrf}, torch::kFloat64);
           std::vector<torch::Tensor> f{figures};
           group->broadcast(f, 0);
-          v = {figures[0].item<double>(), figures[1].item<double>(), figures[2].item<double>()};
+          v = {figures[0].item<double>(), figures[1].item<double>(), figures[2].item<double>(), figures[3].item<double>()};
         }
-        const double score = t.best_metric == "loss" ? -v.loss : v.bleu;  // higher is better
+        const double score = v.score(t.best_metric);
         const bool improved = score > state.best_score;
         schedule.on_validation(improved);
         state.lr_schedule = schedule.state();
@@ -492,11 +505,11 @@ int train(const TrainOptions& options) {
         } else {
           ++state.bad_validations;
         }
-        spdlog::info("[valid] step {} loss {:.4f} ppl {:.2f} bleu {:.2f}{}", state.step, v.loss, v.ppl, v.bleu,
-                     improved ? " (new best " + t.best_metric + ")" : "");
+        spdlog::info("[valid] step {} loss {:.4f} ppl {:.2f} bleu {:.2f} chrf {:.2f}{}", state.step, v.loss, v.ppl, v.bleu,
+                     v.chrf, improved ? " (new best " + t.best_metric + ")" : "");
         if (metrics)
           metrics->write({{"type", "valid"}, {"step", state.step}, {"epoch", state.epoch + 1}, {"loss", v.loss},
-                          {"ppl", v.ppl}, {"bleu", v.bleu}, {"elapsed", state.elapsed_seconds}});
+                          {"ppl", v.ppl}, {"bleu", v.bleu}, {"chrf", v.chrf}, {"elapsed", state.elapsed_seconds}});
         if (improved && is_main)
           save_checkpoint((out_dir / "best.pt").string(), config, data.codec, model, optimizer.get(), state);
         if (t.patience > 0 && state.bad_validations >= t.patience) {

@@ -261,6 +261,67 @@ TEST(Cli, ResumeAutoWithoutCheckpointStartsFresh) {
   EXPECT_EQ(ckpt.state.step, 3);
 }
 
+// training.best_metric: the validation figures in metrics.jsonl are those of the checkpoint's own
+// translations, scored by `s2s bleu` and `s2s chrf`; `s2s info` reports the best score in its metric's
+// units (a loss positive); a run resumed with another metric forgets the old best instead of comparing
+// a loss with a BLEU score, so its next validation writes best.pt.
+TEST(Cli, BestMetricBleuChrfOrLossAndInfoReportsIt) {
+  TempDir dir;
+  const auto corpus = make_corpus(dir);
+  auto config = tiny_config(corpus, dir.file("run"));
+  config["training"]["max_steps"] = 6;
+  config["training"]["valid_every"] = 6;
+  config["training"]["best_metric"] = "chrf";
+  const auto path = write_config(dir, config);
+  const auto r = run_train(path, dir.path());
+  ASSERT_EQ(r.code(), 0) << r.describe();
+  json valid;
+  for (const auto& line : split_lines(read_file(dir.file("run/metrics.jsonl"))))
+    if (json::parse(line).at("type") == "valid") valid = json::parse(line);
+  ASSERT_TRUE(valid.contains("chrf")) << valid.dump();
+
+  const auto best = dir.file("run/best.pt"), hyp = dir.file("valid.hyp");
+  const auto tr = run_s2s({"translate", "-c", best, "--device", "cpu", "--threads", "1", "-i", corpus.valid_src, "-o", hyp},
+                          dir.path());
+  ASSERT_EQ(tr.code(), 0) << tr.describe();
+  const auto bleu = run_s2s({"bleu", "--hyp", hyp, "--ref", corpus.valid_tgt, "--json"}, dir.path());
+  const auto chrf = run_s2s({"chrf", "--hyp", hyp, "--ref", corpus.valid_tgt, "--json"}, dir.path());
+  ASSERT_EQ(bleu.code(), 0) << bleu.describe();
+  ASSERT_EQ(chrf.code(), 0) << chrf.describe();
+  const double chrf_score = json::parse(chrf.out).at("score").get<double>();
+  EXPECT_NEAR(valid.at("bleu").get<double>(), json::parse(bleu.out).at("score").get<double>(), 1e-9);
+  EXPECT_NEAR(valid.at("chrf").get<double>(), chrf_score, 1e-9);
+  EXPECT_GT(chrf_score, 0.0);
+
+  auto info = [&](const std::string& checkpoint) {
+    const auto i = run_s2s({"info", "-c", checkpoint, "--json"}, dir.path());
+    EXPECT_EQ(i.code(), 0) << i.describe();
+    return json::parse(i.out);
+  };
+  auto j = info(best);
+  EXPECT_EQ(j.at("best_metric"), "chrf");
+  EXPECT_NEAR(j.at("best_valid_score").get<double>(), chrf_score, 1e-9);
+  EXPECT_EQ(j.at("best_step"), 6);
+
+  // Resumed with best_metric "loss": the loss of step 9 is the new best, whatever the chrF of step 6 was.
+  const auto resumed = run_train(path, dir.path(), {"--resume", "auto", "--set", "training.best_metric=loss",
+                                                    "--set", "training.max_steps=9", "--set", "training.valid_every=3"});
+  ASSERT_EQ(resumed.code(), 0) << resumed.describe();
+  EXPECT_TRUE(contains(resumed.err, "best_metric changed from chrf to loss")) << resumed.describe();
+  double loss = 0;
+  for (const auto& line : split_lines(read_file(dir.file("run/metrics.jsonl")))) {
+    const auto v = json::parse(line);
+    if (v.at("type") == "valid" && v.at("step") == 9) loss = v.at("loss").get<double>();
+  }
+  ASSERT_GT(loss, 0.0);
+  j = info(best);
+  EXPECT_EQ(j.at("best_metric"), "loss");
+  EXPECT_EQ(j.at("best_step"), 9);
+  EXPECT_NEAR(j.at("best_valid_score").get<double>(), loss, 1e-9);
+  const auto text = run_s2s({"info", "-c", best}, dir.path());
+  EXPECT_TRUE(contains(text.out, "best validation loss: ")) << text.describe();
+}
+
 // A new run into a folder holding another run's checkpoints would replace its last.pt and best.pt: it is
 // refused, with the ways on, and leaves that run as it was; --overwrite starts over there.
 TEST(Cli, NewRunIntoAFolderWithCheckpointsIsRefusedUnlessOverwrite) {

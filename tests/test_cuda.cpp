@@ -3,8 +3,8 @@
 //   - a training update on the GPU (loss, every gradient, the parameters after Adam) equals the CPU's
 //     within float32 tolerance, for each cell and attention;
 //   - `s2s train` with training.device "cuda" writes checkpoints that `s2s translate` reads on either
-//     device, with the same translations and scores; a run stopped and resumed on the GPU ends where
-//     the unbroken run ends.
+//     device, with the same translations and scores (alone and as an ensemble); a run stopped and resumed
+//     on the GPU ends where the unbroken run ends.
 //   - CUDA graphs (training.cuda_graphs): a shape's eager run, its recording run and its replays give
 //     bitwise the same gradients, dropout masks included; training with graphs follows training without
 //     them within float32 tolerance, and reading each step's loss one step late changes no bit; a run
@@ -390,43 +390,48 @@ TEST(CudaCli, TrainOnTheGpuResumesExactly) {
   }
   EXPECT_TRUE(changed) << "the second half of training changed nothing";
 
-  // The GPU-trained checkpoint translates on both devices: the same 5-best lists, scores within float32.
+  // The GPU-trained checkpoint translates on both devices, alone and in an ensemble with its step-6
+  // checkpoint: the same 5-best lists, scores within float32.
   const auto input = dir.file("input.txt");
   write_file(input, "a b c d\ne f g\nh i j k l\nb\n");
-  auto translate = [&](const std::string& device) {
-    return run_s2s({"translate", "-c", dir.file("a/last.pt"), "--device", device, "--beam", "5", "--n-best",
-                    "5", "--format", "json", "--input", input},
-                   dir.path());
+  auto translate = [&](const std::string& device, bool ensemble) {
+    std::vector<std::string> args{"translate", "-c", dir.file("a/last.pt"), "--device", device, "--beam", "5",
+                                  "--n-best", "5", "--format", "json", "--input", input};
+    if (ensemble) args.insert(args.end(), {"-c", dir.file("a/step-0000006.pt")});
+    return run_s2s(args, dir.path());
   };
-  const auto on_gpu = translate("cuda"), on_cpu = translate("cpu");
-  ASSERT_EQ(on_gpu.code(), 0) << on_gpu.describe();
-  ASSERT_EQ(on_cpu.code(), 0) << on_cpu.describe();
-  const auto gpu_lines = split_lines(on_gpu.out), cpu_lines = split_lines(on_cpu.out);
-  ASSERT_EQ(gpu_lines.size(), 4u) << on_gpu.describe();
-  ASSERT_EQ(cpu_lines.size(), 4u) << on_cpu.describe();
-  int compared = 0;
-  for (size_t i = 0; i < gpu_lines.size(); ++i) {
-    const auto g = json::parse(gpu_lines[i]).at("nbest"), p = json::parse(cpu_lines[i]).at("nbest");
-    ASSERT_EQ(g.size(), p.size()) << gpu_lines[i] << "\n" << cpu_lines[i];
-    // The scores, best first, agree within float32 sums in another order. Two hypotheses whose scores lie
-    // within that of each other may trade places, so outputs and attention are compared only for a
-    // hypothesis whose score stands apart from its neighbours'.
-    for (size_t k = 0; k < g.size(); ++k) {
-      const double score = p[k].at("score").get<double>();
-      EXPECT_NEAR(g[k].at("score").get<double>(), score, 1e-4) << "line " << i << " hypothesis " << k;
-      const bool apart = (k == 0 || p[k - 1].at("score").get<double>() - score > 1e-3) &&
-                         (k + 1 == p.size() || score - p[k + 1].at("score").get<double>() > 1e-3);
-      if (!apart) continue;
-      ++compared;
-      EXPECT_EQ(g[k].at("output"), p[k].at("output")) << "line " << i << " hypothesis " << k;
-      const auto ga = g[k].at("attention"), pa = p[k].at("attention");
-      ASSERT_EQ(ga.size(), pa.size());
-      for (size_t r = 0; r < ga.size(); ++r)
-        for (size_t col = 0; col < ga[r].size(); ++col)
-          EXPECT_NEAR(ga[r][col].get<double>(), pa[r][col].get<double>(), 1e-4);
+  for (const bool ensemble : {false, true}) {
+    SCOPED_TRACE(ensemble ? "ensemble" : "one model");
+    const auto on_gpu = translate("cuda", ensemble), on_cpu = translate("cpu", ensemble);
+    ASSERT_EQ(on_gpu.code(), 0) << on_gpu.describe();
+    ASSERT_EQ(on_cpu.code(), 0) << on_cpu.describe();
+    const auto gpu_lines = split_lines(on_gpu.out), cpu_lines = split_lines(on_cpu.out);
+    ASSERT_EQ(gpu_lines.size(), 4u) << on_gpu.describe();
+    ASSERT_EQ(cpu_lines.size(), 4u) << on_cpu.describe();
+    int compared = 0;
+    for (size_t i = 0; i < gpu_lines.size(); ++i) {
+      const auto g = json::parse(gpu_lines[i]).at("nbest"), p = json::parse(cpu_lines[i]).at("nbest");
+      ASSERT_EQ(g.size(), p.size()) << gpu_lines[i] << "\n" << cpu_lines[i];
+      // The scores, best first, agree within float32 sums in another order. Two hypotheses whose scores lie
+      // within that of each other may trade places, so outputs and attention are compared only for a
+      // hypothesis whose score stands apart from its neighbours'.
+      for (size_t k = 0; k < g.size(); ++k) {
+        const double score = p[k].at("score").get<double>();
+        EXPECT_NEAR(g[k].at("score").get<double>(), score, 1e-4) << "line " << i << " hypothesis " << k;
+        const bool apart = (k == 0 || p[k - 1].at("score").get<double>() - score > 1e-3) &&
+                           (k + 1 == p.size() || score - p[k + 1].at("score").get<double>() > 1e-3);
+        if (!apart) continue;
+        ++compared;
+        EXPECT_EQ(g[k].at("output"), p[k].at("output")) << "line " << i << " hypothesis " << k;
+        const auto ga = g[k].at("attention"), pa = p[k].at("attention");
+        ASSERT_EQ(ga.size(), pa.size());
+        for (size_t r = 0; r < ga.size(); ++r)
+          for (size_t col = 0; col < ga[r].size(); ++col)
+            EXPECT_NEAR(ga[r][col].get<double>(), pa[r][col].get<double>(), 1e-4);
+      }
     }
+    EXPECT_GE(compared, 4) << "too few hypotheses stood apart to compare their outputs";
   }
-  EXPECT_GE(compared, 4) << "too few hypotheses stood apart to compare their outputs";
 }
 
 // With training.cuda_graphs and dropout: 12 steps at once, and 6 then 6 resumed (with fresh graphs, so
