@@ -32,6 +32,10 @@ echo "== test set ($SRC, greedy)"
 "$S2S" evaluate -c "$CKPT" --src "$SRC" --ref "$REF" 2>/dev/null
 
 echo
+echo "== the attention against the true word alignments of the test set (data/toy/test.align)"
+"$S2S" align -c "$CKPT" --src "$SRC" --tgt "$REF" --gold data/toy/test.align 2>/dev/null
+
+echo
 echo "== attention of one long test sentence"
 long=$(awk 'length($0) > 120 {print; exit}' "$SRC")
 rm -rf "$RUN/attention"

@@ -1,13 +1,16 @@
 #include "commands.h"
 
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 
+#include "alignment.h"
 #include "checkpoint.h"
 #include "data.h"
 #include "error.h"
 #include "metrics.h"
+#include "runtime.h"
 
 namespace s2s {
 namespace fs = std::filesystem;
@@ -133,6 +136,87 @@ int run_average(const std::vector<std::string>& checkpoints, const std::string& 
   for (const auto& ck : others) std::cout << " " << ck.state.step;
   std::cout << ") into " << output << " (no optimiser state; the training position of step " << newest->state.step
             << ")\n";
+  return 0;
+}
+
+int run_align(const AlignCommand& cmd) {
+  configure_threads(cmd.threads, "align");
+  const auto device = resolve_device(cmd.device);
+  auto loaded = load_model(cmd.checkpoint, device);
+  auto& model = loaded.model;
+  if (!model->decoder->has_attention())
+    throw Error(cmd.checkpoint + ": its model has no attention (model.attention \"none\"), so no alignment to read");
+  const auto text = read_parallel(cmd.src, cmd.tgt);
+  std::vector<GoldAlignment> gold;
+  if (!cmd.gold.empty()) {
+    std::ifstream in(cmd.gold);
+    if (!in) throw Error(cmd.gold + ": cannot open the gold alignment file");
+    std::string line;
+    while (std::getline(in, line)) gold.push_back(parse_gold_alignment(line, cmd.gold + ":" + std::to_string(gold.size() + 1)));
+    if (gold.size() != text.src.size())
+      throw Error(cmd.gold + ": " + std::to_string(gold.size()) + " lines, but " + std::to_string(text.src.size()) +
+                  " sentence pairs to align");
+  }
+
+  // Teacher forcing on the references: row j of a sentence's weights is the attention that produced
+  // target token j (the last row, for </s>, is left out), column i its weight on source token i.
+  const auto examples = encode_corpus(text, loaded.codec, loaded.config.data, /*filter=*/false, nullptr);
+  std::vector<AlignmentLinks> links(examples.size());
+  std::vector<std::vector<std::vector<float>>> attention(cmd.format == "json" ? examples.size() : 0);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  for (const auto& indices : ordered_batches(examples, cmd.batch_size, true)) {
+    const auto batch = make_batch(examples, indices).to(device);
+    const auto weights = model->forward(batch).weights.to(torch::kCPU, torch::kFloat32).contiguous();  // [B, T, S]
+    const auto w = weights.accessor<float, 3>();
+    for (size_t r = 0; r < indices.size(); ++r) {
+      const auto& e = examples[static_cast<size_t>(indices[r])];
+      const auto source_tokens = e.src.size() - 1;  // without </s>
+      std::vector<std::vector<float>> rows(e.tgt.size());
+      for (size_t j = 0; j < rows.size(); ++j)
+        for (size_t i = 0; i < source_tokens; ++i)
+          rows[j].push_back(w[static_cast<int64_t>(r)][static_cast<int64_t>(j)][static_cast<int64_t>(i)]);
+      links[static_cast<size_t>(indices[r])] = hard_alignment(rows, source_tokens, e.tgt.size());
+      if (!attention.empty()) attention[static_cast<size_t>(indices[r])] = std::move(rows);
+    }
+  }
+
+  const bool print_links = cmd.gold.empty() || !cmd.output.empty();
+  if (print_links) {
+    std::ofstream file;
+    if (!cmd.output.empty()) {
+      file.open(cmd.output);
+      if (!file) throw Error(cmd.output + ": cannot open for writing");
+    }
+    std::ostream& out = cmd.output.empty() ? std::cout : file;
+    const auto src_tokens = loaded.codec.src_tokenizer->tokenize_all(text.src);
+    const auto tgt_tokens = loaded.codec.tgt_tokenizer->tokenize_all(text.tgt);
+    for (size_t k = 0; k < links.size(); ++k) {
+      if (cmd.format == "json")
+        out << nlohmann::json{{"alignment", to_pharaoh(links[k])}, {"source_tokens", src_tokens[k]},
+                              {"target_tokens", tgt_tokens[k]}, {"attention", attention[k]}}
+                   .dump()
+            << "\n";
+      else
+        out << to_pharaoh(links[k]) << "\n";
+    }
+    out.flush();
+    if (!out) throw Error((cmd.output.empty() ? std::string("stdout") : cmd.output) + ": write failed");
+  }
+  if (gold.empty()) return 0;
+  AlignmentScore score;
+  for (size_t k = 0; k < links.size(); ++k) score.add(links[k], gold[k]);
+  if (cmd.json) {
+    std::cout << nlohmann::json{{"model", cmd.checkpoint}, {"gold", cmd.gold}, {"sentences", links.size()},
+                                {"aer", score.aer()}, {"precision", score.precision()}, {"recall", score.recall()},
+                                {"predicted_links", score.predicted}, {"sure_links", score.sure}}
+                     .dump(1)
+              << "\n";
+  } else {
+    std::cout << std::fixed << std::setprecision(4) << "AER = " << score.aer() << "  precision = " << score.precision()
+              << "  recall = " << score.recall() << "  (" << links.size() << " sentences, " << score.predicted
+              << " predicted links, " << score.sure << " sure)\n";
+  }
   return 0;
 }
 

@@ -1,4 +1,5 @@
-// The small subcommands: scoring files (`s2s bleu`, `s2s chrf`) and inspecting a checkpoint (`s2s info`).
+// The small subcommands: scoring files (`s2s bleu`, `s2s chrf`), inspecting and copying checkpoints
+// (`s2s info`, `release`, `average`) and word alignments from the attention (`s2s align`).
 #pragma once
 #include <string>
 #include <vector>
@@ -24,5 +25,19 @@ int run_release(const std::string& checkpoint, const std::string& output);
 // Transformers (Vaswani et al. 2017 averaged the last 5); whether it helps a model is for its validation
 // set to say (on this project's Multi30k RNN it did not: README).
 int run_average(const std::vector<std::string>& checkpoints, const std::string& output);
+
+// `s2s align`: the word alignment of each given sentence pair that the model's attention makes with the
+// reference target teacher-forced (alignment.h: each target token to the source token it attends to
+// most), one Pharaoh line per pair; with a gold file, the alignment error rate, precision and recall.
+// Indices count tokens as the model's tokenizer splits the text (words, or SentencePiece pieces).
+struct AlignCommand {
+  std::string checkpoint, src, tgt;  // no tgt: src is a source<TAB>target file
+  std::string gold, output;
+  std::string format = "pharaoh";  // or "json": per pair {"alignment", "source_tokens", "target_tokens", "attention"}
+  bool json = false;               // the scores (with gold) as JSON
+  std::string device = "auto";
+  int64_t threads = 0, batch_size = 64;
+};
+int run_align(const AlignCommand& cmd);
 
 }  // namespace s2s

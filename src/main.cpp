@@ -46,7 +46,8 @@ void add_checkpoints_option(CLI::App* cmd, std::vector<std::string>& checkpoints
 int main(int argc, char** argv) {
   // Only the commands that multiply matrices pay for the re-execution that picks OpenBLAS kernels.
   if (argc > 1 && (std::string(argv[1]) == "train" || std::string(argv[1]) == "translate" ||
-                   std::string(argv[1]) == "evaluate" || std::string(argv[1]) == "bench"))
+                   std::string(argv[1]) == "evaluate" || std::string(argv[1]) == "align" ||
+                   std::string(argv[1]) == "bench"))
     s2s::select_openblas_kernels(argv);
   s2s::tune_allocator();
   s2s::setup_logging();
@@ -76,6 +77,9 @@ int main(int argc, char** argv) {
   tr_cmd->add_option("--format", tr.format, "text or json")->capture_default_str()->check(CLI::IsMember({"text", "json"}));
   tr_cmd->add_option("--attention-svg", tr.attention_svg_dir, "write one SVG attention heat map per sentence into DIR");
   tr_cmd->add_flag("--show-attention", tr.show_attention, "draw the attention weights in the terminal (stderr)");
+  tr_cmd->add_flag("--alignment", tr.translator.alignment,
+                   "add each output token's most attended source token as Pharaoh links (i-j, 0-based): after \" ||| \" "
+                   "in text, as \"alignment\" in JSON");
   tr_cmd->add_option("--device", tr.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   tr_cmd->add_option("--threads", tr.threads, "LibTorch threads; 0 = all cores")->capture_default_str()->check(CLI::NonNegativeNumber);
   add_search_options(tr_cmd, tr.translator);
@@ -103,6 +107,27 @@ int main(int argc, char** argv) {
   }
   bleu_cmd->add_option("--tokenize", bleu.tokenize, "13a, intl or none")->capture_default_str()
       ->check(CLI::IsMember({"13a", "intl", "none"}));
+
+  s2s::AlignCommand al;
+  auto* align_cmd = app.add_subcommand("align", "word alignments from the attention, the reference target teacher-forced "
+                                                "(Pharaoh i-j lines); with --gold, the alignment error rate");
+  align_cmd->add_option("--checkpoint,-c", al.checkpoint, "checkpoint file")->required();
+  align_cmd->add_option("--src", al.src, "source file; without --tgt, a source<TAB>target file")->required()
+      ->check(CLI::ExistingFile);
+  align_cmd->add_option("--tgt", al.tgt, "target file, line-aligned with --src")->check(CLI::ExistingFile);
+  align_cmd->add_option("--gold", al.gold, "gold alignments, one line per pair: i-j sure, i?j possible (0-based); "
+                                           "prints AER, precision and recall")->check(CLI::ExistingFile);
+  align_cmd->add_option("--output,-o", al.output, "write the alignments here (default stdout; with --gold, not written "
+                                                  "unless given)");
+  align_cmd->add_option("--format", al.format, "pharaoh (i-j links) or json (one object per pair: the links, the "
+                                              "tokens and the attention weights, one row per target token)")
+      ->capture_default_str()->check(CLI::IsMember({"pharaoh", "json"}));
+  align_cmd->add_flag("--json", al.json, "with --gold: print the scores as JSON");
+  align_cmd->add_option("--batch-size", al.batch_size, "sentence pairs per batch")->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  align_cmd->add_option("--device", al.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  align_cmd->add_option("--threads", al.threads, "LibTorch threads; 0 = all cores")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 
   std::string info_ckpt;
   bool info_json = false;
@@ -199,6 +224,7 @@ int main(int argc, char** argv) {
     if (*train_cmd) return s2s::train(train);
     if (*tr_cmd) return s2s::run_translate(tr);
     if (*ev_cmd) return s2s::run_evaluate(ev);
+    if (*align_cmd) return s2s::run_align(al);
     if (*bleu_cmd) return s2s::run_bleu(bleu);
     if (*chrf_cmd) return s2s::run_chrf(chrf);
     if (*bench_cmd) return s2s::run_bench(bench);

@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "alignment.h"
 #include "attention_plot.h"
 #include "directories.h"
 #include "error.h"
@@ -23,16 +24,20 @@
 namespace s2s {
 namespace fs = std::filesystem;
 
-nlohmann::json Translation::to_json() const {
+nlohmann::json Translation::to_json(bool with_alignment) const {
   auto one = [&](const Output& o) {
     // One row per output token; the row of the final </s> prediction is left out.
     auto rows = o.attention;
     rows.resize(std::min(rows.size(), o.tokens.size()));
-    return nlohmann::json{{"output", o.text}, {"output_tokens", o.tokens}, {"score", o.score}, {"attention", rows}};
+    nlohmann::json j{{"output", o.text}, {"output_tokens", o.tokens}, {"score", o.score}, {"attention", rows}};
+    if (o.alignment) j["alignment"] = *o.alignment;
+    return j;
   };
   nlohmann::json j{{"source", source}, {"source_tokens", source_tokens}};
   if (outputs.empty()) {
-    j.update(one(Output{}));
+    Output empty;
+    if (with_alignment) empty.alignment = "";
+    j.update(one(empty));
   } else {
     j.update(one(outputs[0]));
     if (outputs.size() > 1) {
@@ -144,6 +149,7 @@ std::vector<Translation> Translator::translate(const std::vector<std::string>& l
         o.score = h.score;
         o.attention = h.attention;
         if (options_.unk_replace) replace_unknowns(o.tokens, o.attention, t.source_tokens);
+        if (options_.alignment) o.alignment = to_pharaoh(hard_alignment(o.attention, t.source_tokens.size(), o.tokens.size()));
         o.text = codec.tgt_tokenizer->detokenize(o.tokens);
         t.outputs.push_back(std::move(o));
       }
@@ -211,6 +217,13 @@ int run_translate(const TranslateCommand& cmd) {
   configure_threads(cmd.threads, "translate");
   const auto device = resolve_device(cmd.device);
   Translator translator(load_ensemble(cmd.checkpoints, device), device, cmd.translator);
+  if (cmd.translator.alignment) {
+    bool any_attention = false;
+    for (const auto& m : translator.models()) any_attention |= m->decoder->has_attention();
+    if (!any_attention)
+      throw Error("--alignment: " + cmd.checkpoints.front() + (cmd.checkpoints.size() > 1 ? " and the others have" : " has") +
+                  " no attention (model.attention \"none\"), so no alignment to read");
+  }
   if (cmd.format != "text" && cmd.format != "json") throw Error("--format must be text or json");
 
   std::ofstream out_file;
@@ -226,12 +239,17 @@ int run_translate(const TranslateCommand& cmd) {
     for (const auto& t : results) {
       ++sentence_number;
       if (cmd.format == "json") {
-        out << t.to_json().dump() << "\n";
+        out << t.to_json(cmd.translator.alignment).dump() << "\n";
       } else {
+        // --alignment: Marian's layout, "translation ||| i-j ..."
+        auto links = [&](const Translation::Output* o) {
+          return cmd.translator.alignment ? " ||| " + (o && o->alignment ? *o->alignment : std::string()) : std::string();
+        };
         if (t.outputs.size() > 1) {
-          for (const auto& o : t.outputs) out << o.score << "\t" << o.text << "\n";
+          for (const auto& o : t.outputs) out << o.score << "\t" << o.text << links(&o) << "\n";
         } else {
-          out << (t.outputs.empty() ? "" : t.outputs[0].text) << "\n";
+          const auto* o = t.outputs.empty() ? nullptr : &t.outputs[0];
+          out << (o ? o->text : "") << links(o) << "\n";
         }
       }
       const bool has_attention = !t.outputs.empty() && !t.outputs[0].attention.empty();

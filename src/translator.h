@@ -1,6 +1,7 @@
 // `s2s translate` and `s2s evaluate`: a checkpoint, text in, translations (and attention) out.
 #pragma once
 #include <istream>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -21,9 +22,11 @@ struct Translation {
     std::vector<std::string> tokens;
     double score = 0;
     std::vector<std::vector<float>> attention;  // [tokens + 1 (</s>)][source_tokens + 1 (</s>)]
+    std::optional<std::string> alignment;       // --alignment: Pharaoh links from the attention (alignment.h)
   };
   std::vector<Output> outputs;  // n-best, best first; empty for an empty input line
-  nlohmann::json to_json() const;
+  // with_alignment (--alignment): every output has an "alignment" string, "" for an empty one.
+  nlohmann::json to_json(bool with_alignment = false) const;
 };
 
 // --unk-replace: each "<unk>" in `output` becomes the source token with the highest weight in its
@@ -35,6 +38,7 @@ struct TranslatorOptions {
   SearchOptions search;
   int64_t batch_size = 32;
   bool unk_replace = false;  // replace <unk> by the source token with the highest attention weight
+  bool alignment = false;    // give each output its word alignment to the source (alignment.h)
   // CPU, 2 or more threads: batches translated side by side on the worker threads (worker_threads.h),
   // one intra-op thread each, instead of one after the other with the operations split. The same
   // translations either way.

@@ -1073,6 +1073,147 @@ TEST_F(CliTrained, EnsembleOfCheckpointsTranslatesAndScores) {
   EXPECT_TRUE(refused.out.empty()) << refused.describe();
 }
 
+// Alignments: `translate --alignment` links each output token to the source token its attention row
+// weighs most (checked here against the JSON's own attention rows); `s2s align`, which teacher-forces a
+// given target, gives the same links for the model's own translations (the search and the teacher-forced
+// pass are two routes to the same weights); with --gold it scores them (AER by hand here).
+TEST_F(CliTrained, AlignmentsFromTheAttention) {
+  const std::vector<std::string> sources{"a b c d", "e f g", "h i j k l m", "b"};
+  std::string input;
+  for (const auto& s : sources) input += s + "\n";
+  // Four hypotheses per sentence, of several lengths (this barely trained model's best ones are short).
+  const std::vector<std::string> search{"--beam", "4", "--n-best", "4", "--alignment"};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), search.begin(), search.end());
+    return args;
+  };
+  const auto json_run = translate(with({"--format", "json"}), &input);
+  ASSERT_EQ(json_run.code(), 0) << json_run.describe();
+  const auto lines = split_lines(json_run.out);
+  ASSERT_EQ(lines.size(), sources.size());
+  std::string pair_sources, own_translations, expected_links;
+  std::vector<std::string> expected_text;
+  std::vector<json> searched_attention;  // per hypothesis: one row per output token, source </s> column last
+  int64_t links = 0;
+  for (size_t k = 0; k < lines.size(); ++k) {
+    const auto j = json::parse(lines[k]);
+    const auto m = j.at("source_tokens").size();
+    for (const auto& h : j.at("nbest")) {
+      const auto& rows = h.at("attention");
+      std::string expected;
+      for (size_t t = 0; t < h.at("output_tokens").size(); ++t) {
+        size_t best = 0;
+        for (size_t i = 1; i < m; ++i)
+          if (rows[t][i].get<double>() > rows[t][best].get<double>()) best = i;
+        expected += (t ? " " : "") + std::to_string(best) + "-" + std::to_string(t);
+        ++links;
+      }
+      EXPECT_EQ(h.at("alignment"), expected) << lines[k];
+      pair_sources += sources[k] + "\n";
+      own_translations += h.at("output").get<std::string>() + "\n";
+      expected_links += expected + "\n";
+      expected_text.push_back(h.at("output").get<std::string>() + " ||| " + expected);
+      searched_attention.push_back(rows);
+    }
+  }
+  ASSERT_GT(links, 12);
+  const auto text_run = translate(with({}), &input);
+  ASSERT_EQ(text_run.code(), 0) << text_run.describe();
+  const auto text_lines = split_lines(text_run.out), link_lines = split_lines(expected_links);
+  ASSERT_EQ(text_lines.size(), expected_text.size());
+  for (size_t k = 0; k < text_lines.size(); ++k) {
+    const auto tab = text_lines[k].find('\t');  // n-best lines: score<TAB>text ||| links
+    ASSERT_NE(tab, std::string::npos) << text_lines[k];
+    EXPECT_EQ(text_lines[k].substr(tab + 1), expected_text[k]);
+  }
+
+  const auto src = dir_->file("align.src"), tgt = dir_->file("align.tgt"), gold = dir_->file("align.gold");
+  write_file(src, pair_sources);
+  write_file(tgt, own_translations);
+  auto align = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"align", "-c", checkpoint(), "--src", src, "--tgt", tgt, "--device", "cpu", "--threads", "1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_s2s(args, scratch());
+  };
+  const auto forced = align({});
+  ASSERT_EQ(forced.code(), 0) << forced.describe();
+  EXPECT_EQ(forced.out, expected_links);
+  // The weights themselves, not only their argmax: teacher-forced rows equal the search's, row by row.
+  const auto forced_json = align({"--format", "json"});
+  ASSERT_EQ(forced_json.code(), 0) << forced_json.describe();
+  const auto forced_lines = split_lines(forced_json.out);
+  ASSERT_EQ(forced_lines.size(), searched_attention.size());
+  double worst = 0;
+  int64_t compared = 0;
+  for (size_t k = 0; k < forced_lines.size(); ++k) {
+    const auto j = json::parse(forced_lines[k]);
+    const auto& rows = j.at("attention");
+    ASSERT_EQ(rows.size(), searched_attention[k].size()) << forced_lines[k];
+    EXPECT_EQ(j.at("alignment"), link_lines[k]);
+    for (size_t t = 0; t < rows.size(); ++t) {
+      ASSERT_EQ(rows[t].size(), j.at("source_tokens").size());
+      for (size_t i = 0; i < rows[t].size(); ++i, ++compared)
+        worst = std::max(worst, std::abs(rows[t][i].get<double>() - searched_attention[k][t][i].get<double>()));
+    }
+  }
+  EXPECT_LT(worst, 1e-5);
+  EXPECT_GT(compared, 40);
+
+  write_file(gold, expected_links);
+  const auto perfect = align({"--gold", gold, "--json"});
+  ASSERT_EQ(perfect.code(), 0) << perfect.describe();
+  EXPECT_DOUBLE_EQ(json::parse(perfect.out).at("aer").get<double>(), 0.0);
+  // A gold standard with one sure link per sentence that the model's differs from, and one possible link
+  // it makes: per sentence A = the model's n links, S = {wrong}, P = {wrong, first}.
+  std::string shifted;
+  int64_t predicted = 0, sure = 0, in_p = 0;
+  for (const auto& l : link_lines) {
+    const auto items = words(l);
+    predicted += static_cast<int64_t>(items.size());
+    if (items.empty()) {
+      shifted += "\n";
+      continue;
+    }
+    const auto dash = items[0].find('-');
+    const auto i = std::stoll(items[0].substr(0, dash));
+    shifted += std::to_string(i + 100) + "-" + items[0].substr(dash + 1) + " " + items[0].substr(0, dash) + "?" +
+               items[0].substr(dash + 1) + "\n";
+    ++sure;
+    ++in_p;
+  }
+  write_file(gold, shifted);
+  const auto scored = align({"--gold", gold, "--json"});
+  ASSERT_EQ(scored.code(), 0) << scored.describe();
+  const auto s = json::parse(scored.out);
+  EXPECT_NEAR(s.at("aer").get<double>(), 1.0 - static_cast<double>(in_p) / static_cast<double>(predicted + sure), 1e-12);
+  EXPECT_NEAR(s.at("precision").get<double>(), static_cast<double>(in_p) / static_cast<double>(predicted), 1e-12);
+  EXPECT_EQ(s.at("recall").get<double>(), 0.0);
+
+  // Bad gold files are named, with the line.
+  write_file(gold, "0-0\n");
+  const auto short_gold = align({"--gold", gold});
+  EXPECT_NE(short_gold.code(), 0) << short_gold.describe();
+  EXPECT_TRUE(contains(short_gold.err, gold)) << short_gold.describe();
+  std::string malformed;
+  for (size_t k = 0; k < link_lines.size(); ++k) malformed += k == 2 ? "0:0\n" : "0-0\n";
+  write_file(gold, malformed);
+  const auto bad_gold = align({"--gold", gold});
+  EXPECT_NE(bad_gold.code(), 0) << bad_gold.describe();
+  EXPECT_TRUE(contains(bad_gold.err, gold + ":3")) << bad_gold.describe();
+
+  // A model without attention has no alignment to give.
+  auto plain = tiny_config(*corpus_, dir_->file("no-attention"));
+  plain["model"]["attention"] = "none";
+  plain["training"]["max_steps"] = 1;
+  ASSERT_EQ(run_train(write_config(*dir_, plain, "no-attention.json"), scratch()).code(), 0);
+  const auto none = run_s2s({"translate", "-c", dir_->file("no-attention/last.pt"), "--alignment", "a b"}, scratch());
+  EXPECT_NE(none.code(), 0) << none.describe();
+  EXPECT_TRUE(contains(none.err, "no attention")) << none.describe();
+  const auto none_align = run_s2s({"align", "-c", dir_->file("no-attention/last.pt"), "--src", src, "--tgt", tgt}, scratch());
+  EXPECT_NE(none_align.code(), 0) << none_align.describe();
+  EXPECT_TRUE(contains(none_align.err, "no attention")) << none_align.describe();
+}
+
 // A checkpoint written by a newer format version is refused with a message that says so.
 TEST_F(CliTrained, FutureCheckpointVersionIsRefused) {
   torch::serialize::OutputArchive a;
