@@ -5,13 +5,14 @@ usage: plot_metrics.py RUN_DIR [RUN_DIR ...] -o OUT.svg
 
 Reads RUN_DIR/metrics.jsonl of every run.  Each line is a JSON object;
 lines with "type": "train" give the training loss, lines with
-"type": "valid" the validation perplexity and BLEU, for example
+"type": "valid" the validation perplexity, BLEU and chrF, for example
 
   {"type":"train","step":100,"epoch":1,"loss":3.2,"lr":0.001,...}
-  {"type":"valid","step":500,"epoch":1,"loss":2.1,"ppl":8.2,"bleu":31.5,...}
+  {"type":"valid","step":500,"epoch":1,"loss":2.1,"ppl":8.2,"bleu":31.5,"chrf":55.0,...}
 
 Unknown keys and lines of other types are ignored.  Draws three panels
 (training loss, validation perplexity and validation BLEU against the step),
+and a fourth for validation chrF when a run logs it (builds since 2026-11-28),
 one coloured line per run, with a legend naming each run by its folder.
 
 Python 3 standard library only; the SVG is written directly and needs no
@@ -333,7 +334,7 @@ def read_metrics(run_dir):
             raise bad(lineno, 'a "%s" line needs a numeric "step", got %s'
                       % (kind, json.dumps(step)))
         required = ("loss",) if kind == "train" else ()
-        optional = ("loss",) if kind == "train" else ("loss", "ppl", "bleu")
+        optional = ("loss",) if kind == "train" else ("loss", "ppl", "bleu", "chrf")
         for key in optional:
             value = record.get(key)
             if key in required and value is None:
@@ -407,27 +408,20 @@ def main(argv=None):
     try:
         names = run_names(args.run_dirs)
         runs = [read_metrics(d) for d in args.run_dirs]
-        train_series, ppl_series, bleu_series = [], [], []
+        train_series, ppl_series, bleu_series, chrf_series = [], [], [], []
         for k, (name, (train, valid)) in enumerate(zip(names, runs)):
             colour = PALETTE[k % len(PALETTE)]
             train_series.append(Series(name, colour, smooth(by_step(train, "loss"),
                                                             args.smooth)))
             for key, target, label in (("ppl", ppl_series, "perplexity"),
-                                       ("bleu", bleu_series, "BLEU")):
+                                       ("bleu", bleu_series, "BLEU"),
+                                       ("chrf", chrf_series, "chrF")):
                 points = by_step(valid, key)
                 tips = ["%s: step %g, %s %s" % (name, x, label,
                                                  ("%.2f" % y) if finite(y) else y)
                         for x, y in points]
                 target.append(Series(name, colour, points, markers=len(points) <= 60,
                                      point_titles=tips))
-
-        panel_w, panel_h, gap, margin = 420, 320, 16, 16
-        width = margin * 2 + panel_w * 3 + gap * 2
-        body = [text_el(margin, margin + 16, args.title, size=16, weight="bold")]
-        legend, legend_h = draw_legend(margin, margin + 28, width - 2 * margin,
-                                       [(s.colour, s.name) for s in train_series])
-        body += legend
-        top = margin + 28 + legend_h + 8
 
         ppl_log = args.logy
         ppl_range = value_range(ppl_series, positive=True)
@@ -440,7 +434,17 @@ def main(argv=None):
              "perplexity (log scale)" if ppl_log else "perplexity", ppl_series, ppl_log),
             ("Validation BLEU", "step", "BLEU", bleu_series, False),
         ]
-        # One step axis for all three panels so they line up.
+        if any(s.points for s in chrf_series):  # runs of builds that log chrF
+            panels.append(("Validation chrF", "step", "chrF", chrf_series, False))
+        panel_w, panel_h, gap, margin = 420, 320, 16, 16
+        width = margin * 2 + panel_w * len(panels) + gap * (len(panels) - 1)
+        body = [text_el(margin, margin + 16, args.title, size=16, weight="bold")]
+        legend, legend_h = draw_legend(margin, margin + 28, width - 2 * margin,
+                                       [(s.colour, s.name) for s in train_series])
+        body += legend
+        top = margin + 28 + legend_h + 8
+
+        # One step axis for all panels so they line up.
         ranges = [r for _, _, _, s, logy in panels for r in [value_range(s, logy)] if r]
         if ranges:
             x_axis = linear_axis(min(r[0] for r in ranges), max(r[1] for r in ranges),
