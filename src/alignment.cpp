@@ -70,6 +70,14 @@ void AlignmentScore::add(const AlignmentLinks& predicted_links, const GoldAlignm
     predicted_and_sure += s.count(link) ? 1 : 0;
     predicted_and_possible += p.count(link) ? 1 : 0;
   }
+  std::map<int64_t, std::vector<int64_t>> predicted_by_target, sure_by_target;
+  for (const auto& [i, j] : a) predicted_by_target[j].push_back(i);
+  for (const auto& [i, j] : s) sure_by_target[j].push_back(i);
+  for (const auto& [j, sources] : sure_by_target) {
+    const auto it = predicted_by_target.find(j);
+    if (sources.size() == 1 && it != predicted_by_target.end() && it->second.size() == 1)
+      ++offsets[it->second[0] - sources[0]];
+  }
 }
 
 double AlignmentScore::aer() const {

@@ -3,6 +3,7 @@
 // against a gold standard (Och & Ney, 2003).
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,8 +30,12 @@ GoldAlignment parse_gold_alignment(const std::string& line, const std::string& w
 
 // Corpus totals over sentences: AER = 1 - (|A & S| + |A & P|) / (|A| + |S|), precision |A & P| / |A|,
 // recall |A & S| / |S|. With only sure links, AER = 1 - F1.
+// `offsets`: for each target token with exactly one sure link and one predicted link, how far the
+// predicted source token lies from the sure one (predicted i - sure i): counts by offset. An attention
+// that looks one word late shows as a peak at +1.
 struct AlignmentScore {
   int64_t predicted = 0, sure = 0, predicted_and_sure = 0, predicted_and_possible = 0;
+  std::map<int64_t, int64_t> offsets;
   void add(const AlignmentLinks& predicted, const GoldAlignment& gold);
   double aer() const;
   double precision() const;

@@ -206,16 +206,35 @@ int run_align(const AlignCommand& cmd) {
   if (gold.empty()) return 0;
   AlignmentScore score;
   for (size_t k = 0; k < links.size(); ++k) score.add(links[k], gold[k]);
+  int64_t with_offset = 0;
+  for (const auto& [offset, count] : score.offsets) with_offset += count;
   if (cmd.json) {
+    nlohmann::json offsets = nlohmann::json::object();
+    for (const auto& [offset, count] : score.offsets) offsets[std::to_string(offset)] = count;
     std::cout << nlohmann::json{{"model", cmd.checkpoint}, {"gold", cmd.gold}, {"sentences", links.size()},
                                 {"aer", score.aer()}, {"precision", score.precision()}, {"recall", score.recall()},
-                                {"predicted_links", score.predicted}, {"sure_links", score.sure}}
+                                {"predicted_links", score.predicted}, {"sure_links", score.sure},
+                                {"offsets", offsets}}
                      .dump(1)
               << "\n";
   } else {
     std::cout << std::fixed << std::setprecision(4) << "AER = " << score.aer() << "  precision = " << score.precision()
               << "  recall = " << score.recall() << "  (" << links.size() << " sentences, " << score.predicted
               << " predicted links, " << score.sure << " sure)\n";
+    if (with_offset > 0) {
+      // Where the attention looks, relative to the true source token: -2 .. +2 and the rest.
+      std::cout << "attended source token - true one (" << with_offset << " target tokens with one sure link):";
+      int64_t near = 0;
+      for (int64_t d = -2; d <= 2; ++d) {
+        const auto it = score.offsets.find(d);
+        const int64_t n = it == score.offsets.end() ? 0 : it->second;
+        near += n;
+        std::cout << "  " << (d > 0 ? "+" : "") << d << ": " << std::setprecision(1)
+                  << 100.0 * static_cast<double>(n) / static_cast<double>(with_offset) << "%";
+      }
+      std::cout << "  further: " << 100.0 * static_cast<double>(with_offset - near) / static_cast<double>(with_offset)
+                << "%\n";
+    }
   }
   return 0;
 }

@@ -70,5 +70,17 @@ TEST(Alignment, ErrorRatePrecisionAndRecallByHand) {
   EXPECT_DOUBLE_EQ(AlignmentScore{}.aer(), 0.0);  // nothing to compare
 }
 
+// Offsets: only target tokens with exactly one sure link and one predicted link count.
+TEST(Alignment, OffsetsFromTheTrueSourceToken) {
+  AlignmentScore score;
+  // Target 0: predicted 3, sure 2 -> +1. Target 1: predicted 0, sure 2 -> -2. Target 2: two sure links,
+  // not counted. Target 3: no predicted link, not counted. Target 4: sure 1 and possible 2, predicted 1 -> 0.
+  score.add({{3, 0}, {0, 1}, {1, 2}, {1, 4}}, parse_gold_alignment("2-0 2-1 1-2 2-2 0-3 1-4 2?4", "g:1"));
+  const std::map<int64_t, int64_t> expected{{-2, 1}, {0, 1}, {1, 1}};
+  EXPECT_EQ(score.offsets, expected);
+  score.add({{4, 0}}, parse_gold_alignment("3-0", "g:2"));
+  EXPECT_EQ(score.offsets.at(1), 2);
+}
+
 }  // namespace
 }  // namespace s2s
