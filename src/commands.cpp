@@ -158,7 +158,7 @@ int run_align(const AlignCommand& cmd) {
                   " sentence pairs to align");
   }
 
-  // Teacher forcing on the references: row j of a sentence's weights is the attention that produced
+  // Teacher forcing on the references: row j of a sentence's weights is the attention that informed
   // target token j (the last row, for </s>, is left out), column i its weight on source token i.
   const auto examples = encode_corpus(text, loaded.codec, loaded.config.data, /*filter=*/false, nullptr);
   std::vector<AlignmentLinks> links(examples.size());
@@ -167,7 +167,9 @@ int run_align(const AlignCommand& cmd) {
   torch::NoGradGuard no_grad;
   for (const auto& indices : ordered_batches(examples, cmd.batch_size, true)) {
     const auto batch = make_batch(examples, indices).to(device);
-    const auto weights = model->forward(batch).weights.to(torch::kCPU, torch::kFloat32).contiguous();  // [B, T, S]
+    const auto forced = model->forward(batch);
+    // [B, T, S]: row j the attention that informed target token j (DecoderImpl::output_attention)
+    const auto weights = model->decoder->output_attention(forced).to(torch::kCPU, torch::kFloat32).contiguous();
     const auto w = weights.accessor<float, 3>();
     for (size_t r = 0; r < indices.size(); ++r) {
       const auto& e = examples[static_cast<size_t>(indices[r])];

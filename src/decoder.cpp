@@ -114,6 +114,7 @@ DecoderImpl::TeacherForced DecoderImpl::forward(const EncoderOutput& encoded, co
   TORCH_CHECK(tgt_in.dim() == 2, "decoder: tgt_in must be [batch, tgt_len], got ", tgt_in.sizes());
   auto memory = prepare_memory(encoded);
   auto state = init_state(encoded, memory);
+  const auto initial_weights = state.weights;
   const auto len = tgt_in.size(1);
   std::vector<torch::Tensor> states, contexts, weights;
   if (sampling_ratio <= 0) {
@@ -134,6 +135,7 @@ DecoderImpl::TeacherForced DecoderImpl::forward(const EncoderOutput& encoded, co
     auto C = attention_ ? torch::stack(contexts, 1) : torch::Tensor();
     out.logits = output(S, C, inputs.embedding);
     if (attention_) out.weights = torch::stack(weights, 1);  // [B, T, S]
+    out.initial_weights = initial_weights;
     return out;
   }
   // Scheduled sampling (Bengio et al., 2015): from the second position on, each sentence's input is,
@@ -170,7 +172,14 @@ DecoderImpl::TeacherForced DecoderImpl::forward(const EncoderOutput& encoded, co
   auto C = attention_ ? torch::stack(contexts, 1) : torch::Tensor();
   out.logits = output(S, C, torch::stack(embeddings, 1));
   if (attention_) out.weights = torch::stack(weights, 1);
+  out.initial_weights = initial_weights;
   return out;
+}
+
+torch::Tensor DecoderImpl::output_attention(const TeacherForced& forced) const {
+  if (!forced.weights.defined() || deep_output_) return forced.weights;
+  const auto T = forced.weights.size(1);
+  return torch::cat({forced.initial_weights.unsqueeze(1), forced.weights.slice(1, 0, T - 1)}, 1);
 }
 
 }  // namespace s2s

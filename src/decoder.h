@@ -55,13 +55,21 @@ class DecoderImpl : public torch::nn::Module {
   torch::Tensor output(const torch::Tensor& s, const torch::Tensor& context, const torch::Tensor& embedding,
                        const DecoderStepWeights* weights = nullptr);
   bool has_attention() const { return attention_ != nullptr; }
+  // The attention that informed output y_j, the row that heat maps, alignments and --unk-replace show for
+  // it: with output "state" (the page) alpha_{j-1}, whose context c_{j-1} enters s_j, from which y_j is
+  // predicted (alpha_0 for y_1); with "deep" alpha_j, whose context c_j enters y_j's output layer itself.
+  // (Bahdanau et al.'s alpha_i for y_i is the first kind: computed from s_{i-1}, it makes the c_i of s_i.)
+  bool output_reads_step_attention() const { return deep_output_; }
 
   struct TeacherForced {
-    torch::Tensor logits;   // [batch, tgt_len, vocab]
-    torch::Tensor weights;  // [batch, tgt_len, src_len], undefined without attention
+    torch::Tensor logits;           // [batch, tgt_len, vocab]
+    torch::Tensor weights;          // [batch, tgt_len, src_len]: alpha_1 .. alpha_T; undefined without attention
+    torch::Tensor initial_weights;  // [batch, src_len]: alpha_0, from s_0; undefined without attention
   };
   // sampling_ratio > 0: scheduled sampling (see decoder.cpp).
   TeacherForced forward(const EncoderOutput& encoded, const torch::Tensor& tgt_in, double sampling_ratio = 0);
+  // The rows of output_reads_step_attention() for a teacher-forced pass: [batch, tgt_len, src_len].
+  torch::Tensor output_attention(const TeacherForced& forced) const;
 
   torch::nn::Embedding embedding{nullptr};
   torch::Tensor W_x;       // [gates*hidden, emb]      block of A' for x'_j

@@ -87,7 +87,8 @@ struct StepOutput {
 
 // One decoder step of every model on the previous tokens. One model: its log-softmax. Several: the log
 // of the mean of their probabilities (OpenNMT-py's and fairseq's ensemble), and the mean of the attention
-// weights of those that have attention.
+// weights of those that have attention. The weights are those that informed this step's output:
+// alpha_{t-1} or alpha_t, as DecoderImpl::output_reads_step_attention says.
 StepOutput ensemble_step(std::vector<Member>& members, const torch::Tensor& prev_tokens) {
   std::vector<torch::Tensor> weights;
   StepOutput out;
@@ -95,12 +96,15 @@ StepOutput ensemble_step(std::vector<Member>& members, const torch::Tensor& prev
   for (auto& m : members) {
     auto& decoder = m.model->decoder;
     auto input = decoder->embed(prev_tokens);
+    const auto before = m.state.weights;  // alpha_{t-1}: its context enters this step's state
     m.state = decoder->step(input, m.state, m.memory, &m.weights);
     auto logits = decoder->output(m.state.cell.h, m.state.context, input.embedding, &m.weights).to(torch::kFloat32);
     if (one) out.log_probs = torch::log_softmax(logits, -1);  // [rows, V]
     else if (!out.log_probs.defined()) out.log_probs = torch::softmax(logits, -1);  // the sum of probabilities so far
     else out.log_probs.add_(torch::softmax(logits, -1));
-    if (m.state.weights.defined()) weights.push_back(m.state.weights.to(torch::kFloat32));
+    // The attention that informed this step's output (DecoderImpl::output_reads_step_attention).
+    const auto& informed = decoder->output_reads_step_attention() ? m.state.weights : before;
+    if (informed.defined()) weights.push_back(informed.to(torch::kFloat32));
   }
   if (!one) out.log_probs.div_(static_cast<double>(members.size())).log_();
   if (weights.size() == 1) out.weights = weights[0];

@@ -624,11 +624,14 @@ GreedyResult greedy_loop(Seq2Seq& model, const std::vector<int64_t>& src, const 
   int64_t prev = Vocabulary::kBos;
   for (int64_t t = 0; t < max_len; ++t) {
     auto input = decoder->embed(torch::tensor({prev}, torch::kInt64));
+    const auto before = state.weights;  // alpha_{t-1}
     state = decoder->step(input, state, memory);
     auto logp = torch::log_softmax(decoder->output(state.cell.h, state.context, input.embedding), -1)[0];
     const int64_t token = logp.argmax().item<int64_t>();
     r.log_prob += logp[token].item<double>();
-    if (state.weights.defined()) r.weights.push_back(state.weights[0].clone());
+    // The attention that informed this output: alpha_{t-1} ("state" output), alpha_t ("deep").
+    const auto& informed = decoder->output_reads_step_attention() ? state.weights : before;
+    if (informed.defined()) r.weights.push_back(informed[0].clone());
     if (token == Vocabulary::kEos) break;
     r.tokens.push_back(token);
     prev = token;
@@ -751,7 +754,7 @@ Forced teacher_force(Seq2Seq& model, const std::vector<int64_t>& src, const std:
   Forced f;
   f.steps = static_cast<int64_t>(tokens.size()) + (ends_with_eos ? 1 : 0);
   for (int64_t j = 0; j < f.steps; ++j) f.log_prob += logp[j][b.tgt_out[0][j].item<int64_t>()].item<double>();
-  if (out.weights.defined()) f.weights = out.weights[0].slice(0, 0, f.steps);
+  if (out.weights.defined()) f.weights = model->decoder->output_attention(out)[0].slice(0, 0, f.steps);
   return f;
 }
 
@@ -823,6 +826,56 @@ TEST(ModelSearch, BeamHypothesisAttentionIsItsOwnAttention) {
   }
 }
 
+// The attention row a hypothesis reports for output y_j is the one whose context vector y_j's logits
+// were computed from: with output "state", y_j = W_out s_j and the only context in s_j is c_{j-1}; with
+// "deep", the output layer reads c_j itself. Checked on the decoder's own contexts: the reported row times
+// the attention's values is that context, and not the other one.
+TEST(ModelSearch, ReportedAttentionIsTheOneWhoseContextMadeTheOutput) {
+  for (const std::string output : {"state", "deep"}) {
+    for (const auto& [cell, attention] : std::vector<std::pair<std::string, std::string>>{{"rnn", "bahdanau"}, {"gru", "qkv"}}) {
+      SCOPED_TRACE(cell + " " + attention + " output " + output);
+      torch::manual_seed(31);
+      auto config = make_config(cell, attention, 6, 8, 5);
+      config.output = output;
+      Seq2Seq model(config, 12, 12);
+      model->eval();
+      torch::NoGradGuard no_grad;
+      for (auto& p : model->decoder->named_parameters())  // sharp, state-dependent attention (as search_model)
+        if (p.key().rfind("attention.", 0) == 0) p.value().mul_(4.0);
+      SearchOptions o;
+      o.max_length_ratio = 1.5;
+      const auto results = search(model, make_source_batch(kSources), o);
+      int64_t rows = 0, distinguished = 0;
+      for (size_t s = 0; s < kSources.size(); ++s) {
+        // The decoder's contexts along the hypothesis: c_{j-1} before step j, c_j after it.
+        const Batch b = make_source_batch({kSources[s]});
+        auto& decoder = model->decoder;
+        const auto memory = decoder->prepare_memory(model->encode(b.src, b.src_lengths));
+        auto state = decoder->init_state(model->encode(b.src, b.src_lengths), memory);
+        const auto& h = results[s].at(0);
+        auto tokens = h.tokens;
+        tokens.push_back(Vocabulary::kEos);
+        int64_t prev = Vocabulary::kBos;
+        for (size_t j = 0; j < h.attention.size(); ++j) {
+          const auto before = state.context[0];
+          state = decoder->step(decoder->embed(torch::tensor({prev}, torch::kInt64)), state, memory);
+          const auto after = state.context[0];
+          const auto row = torch::tensor(h.attention[j]);                       // [m]
+          const auto made = torch::matmul(row, memory.values[0].slice(0, 0, row.size(0)));  // [C]
+          const auto& used = output == "state" ? before : after;
+          const auto& other = output == "state" ? after : before;
+          EXPECT_LT((made - used).abs().max().item<double>(), 1e-5) << "sentence " << s << " row " << j;
+          distinguished += (made - other).abs().max().item<double>() > 1e-3;
+          ++rows;
+          prev = tokens[j];
+        }
+      }
+      EXPECT_GT(rows, 10);
+      EXPECT_GT(distinguished, rows / 2) << "the two contexts are too alike to tell which row was reported";
+    }
+  }
+}
+
 // What each model of an ensemble, teacher-forced on a hypothesis, says at every step: log-probabilities
 // [steps, V] (steps = tokens, + 1 with </s>) and attention [steps, m] (undefined without attention).
 struct ForcedSteps {
@@ -839,7 +892,7 @@ ForcedSteps forced_steps(Seq2Seq& model, const std::vector<int64_t>& src, const 
   if (ends_with_eos) f.targets.push_back(Vocabulary::kEos);
   const auto steps = static_cast<int64_t>(f.targets.size());
   f.log_probs = torch::log_softmax(out.logits[0].to(torch::kFloat64), -1).slice(0, 0, steps);
-  if (out.weights.defined()) f.weights = out.weights[0].slice(0, 0, steps).to(torch::kFloat64);
+  if (out.weights.defined()) f.weights = model->decoder->output_attention(out)[0].slice(0, 0, steps).to(torch::kFloat64);
   return f;
 }
 
