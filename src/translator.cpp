@@ -48,7 +48,8 @@ nlohmann::json Translation::to_json(bool with_alignment) const {
   return j;
 }
 
-std::vector<LoadedModel> load_ensemble(const std::vector<std::string>& paths, const torch::Device& device) {
+std::vector<LoadedModel> load_ensemble(const std::vector<std::string>& paths, const torch::Device& device,
+                                       const std::string& command) {
   if (paths.empty()) throw Error("no checkpoint given (--checkpoint)");
   std::vector<LoadedModel> models;
   nlohmann::json first_codec;
@@ -64,7 +65,7 @@ std::vector<LoadedModel> load_ensemble(const std::vector<std::string>& paths, co
   if (models.size() > 1) {
     std::string names;
     for (const auto& path : paths) names += (names.empty() ? "" : ", ") + path;
-    spdlog::info("[translate] an ensemble of {} models (the mean of their probabilities): {}", models.size(), names);
+    spdlog::info("[{}] an ensemble of {} models (the mean of their probabilities): {}", command, models.size(), names);
   }
   return models;
 }
@@ -216,7 +217,7 @@ int run_translate(const TranslateCommand& cmd) {
   check_search_options(cmd.translator.search);
   configure_threads(cmd.threads, "translate");
   const auto device = resolve_device(cmd.device);
-  Translator translator(load_ensemble(cmd.checkpoints, device), device, cmd.translator);
+  Translator translator(load_ensemble(cmd.checkpoints, device, "translate"), device, cmd.translator);
   if (cmd.translator.alignment) {
     bool any_attention = false;
     for (const auto& m : translator.models()) any_attention |= m->decoder->has_attention();
@@ -295,7 +296,7 @@ int run_evaluate(const EvaluateCommand& cmd) {
   const auto device = resolve_device(cmd.device);
   if (cmd.src.empty() && !cmd.ref.empty())
     throw Error("evaluate: --ref needs --src (or give neither, for the checkpoint's data.test_src and data.test_tgt)");
-  Translator translator(load_ensemble(cmd.checkpoints, device), device, cmd.translator);
+  Translator translator(load_ensemble(cmd.checkpoints, device, "evaluate"), device, cmd.translator);
   const auto& checkpoint = cmd.checkpoints.front();  // the first model's config names the test set
   std::string src = cmd.src, ref = cmd.ref;  // without --ref, --src is tab-separated (read_parallel)
   if (src.empty()) {

@@ -46,8 +46,9 @@ struct TranslatorOptions {
 };
 
 // The checkpoints of an ensemble (search.h), each loaded onto `device`. Throws s2s::Error naming the
-// file when one's tokenizers or vocabularies differ from the first's.
-std::vector<LoadedModel> load_ensemble(const std::vector<std::string>& paths, const torch::Device& device);
+// file when one's tokenizers or vocabularies differ from the first's. `command` tags the log line.
+std::vector<LoadedModel> load_ensemble(const std::vector<std::string>& paths, const torch::Device& device,
+                                       const std::string& command);
 
 class Translator {
  public:
