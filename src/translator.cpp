@@ -62,11 +62,9 @@ std::vector<LoadedModel> load_ensemble(const std::vector<std::string>& paths, co
                   "'s: the models of an ensemble must share them (train them on the same data with the same data "
                   "settings)");
   }
-  if (models.size() > 1) {
-    std::string names;
-    for (const auto& path : paths) names += (names.empty() ? "" : ", ") + path;
-    spdlog::info("[{}] an ensemble of {} models (the mean of their probabilities): {}", command, models.size(), names);
-  }
+  if (models.size() > 1)
+    spdlog::info("[{}] an ensemble of {} models (the mean of their probabilities): {}", command, models.size(),
+                 fmt::join(paths, ", "));
   return models;
 }
 
@@ -349,9 +347,8 @@ int run_evaluate(const EvaluateCommand& cmd) {
                                       : nlohmann::json(nullptr)}});
     low = high + 1;
   }
-  std::string model_names;  // "a.pt", or "a.pt + b.pt" for an ensemble
-  for (const auto& c : cmd.checkpoints) model_names += (model_names.empty() ? "" : " + ") + c;
-  nlohmann::json j{{"model", model_names}, {"models", cmd.checkpoints}, {"src", src}, {"ref", ref},
+  // "a.pt", or "a.pt + b.pt" for an ensemble
+  nlohmann::json j{{"model", fmt::format("{}", fmt::join(cmd.checkpoints, " + "))}, {"models", cmd.checkpoints}, {"src", src}, {"ref", ref},
                    {"sentences", text.src.size()}, {"beam", cmd.translator.search.beam_size},
                    {"bleu", bleu.score}, {"bleu_signature", bleu.signature}, {"bleu_detail", bleu.to_string()},
                    {"chrf", chrf.score}, {"chrf_signature", chrf.signature}, {"ppl", ppl},
