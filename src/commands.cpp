@@ -11,6 +11,7 @@
 #include "error.h"
 #include "metrics.h"
 #include "runtime.h"
+#include "translator.h"
 
 namespace s2s {
 namespace fs = std::filesystem;
@@ -238,6 +239,54 @@ int run_align(const AlignCommand& cmd) {
                 << "%\n";
     }
   }
+  return 0;
+}
+
+int run_score(const SentenceScoreCommand& cmd) {
+  configure_threads(cmd.threads, "score");
+  const auto device = resolve_device(cmd.device);
+  auto ensemble = load_ensemble(cmd.checkpoints, device, "score");
+  std::vector<Seq2Seq> models;
+  for (auto& m : ensemble) {
+    m.model->eval();
+    models.push_back(m.model);
+  }
+  const auto& codec = ensemble.front().codec;
+  const auto text = read_parallel(cmd.src, cmd.tgt);
+  const auto examples = encode_corpus(text, codec, ensemble.front().config.data, /*filter=*/false, nullptr);
+  const auto log_probs = target_log_probs(models, examples, cmd.batch_size, device);
+
+  std::ofstream file;
+  if (!cmd.output.empty()) {
+    file.open(cmd.output);
+    if (!file) throw Error(cmd.output + ": cannot open for writing");
+  }
+  std::ostream& out = cmd.output.empty() ? std::cout : file;
+  double total = 0;
+  int64_t tokens = 0;
+  for (size_t k = 0; k < examples.size(); ++k) {
+    double sum = 0;
+    for (const float lp : log_probs[k]) sum += lp;
+    const auto n = static_cast<int64_t>(log_probs[k].size());
+    total += sum;
+    tokens += n;
+    const double score = cmd.normalize ? sum / static_cast<double>(n) : sum;
+    if (cmd.format == "json") {
+      std::vector<std::string> target_tokens;  // as the model read them: unknown words are <unk>
+      for (const auto id : examples[k].tgt) target_tokens.push_back(codec.tgt_vocab.token(id));
+      target_tokens.push_back(codec.tgt_vocab.token(Vocabulary::kEos));
+      out << nlohmann::json{{"score", score}, {"tokens", n}, {"target_tokens", target_tokens},
+                            {"token_log_probs", log_probs[k]}}
+                 .dump()
+          << "\n";
+    } else {
+      out << fmt::format("{:.6f}", score) << "\n";
+    }
+  }
+  out.flush();
+  if (!out) throw Error((cmd.output.empty() ? std::string("stdout") : cmd.output) + ": write failed");
+  spdlog::info("[score] {} sentence pairs, {} target tokens with </s>: log-probability {:.4f}, perplexity {:.4f}",
+               examples.size(), tokens, total, std::exp(-total / static_cast<double>(std::max<int64_t>(tokens, 1))));
   return 0;
 }
 

@@ -1,5 +1,6 @@
 // The small subcommands: scoring files (`s2s bleu`, `s2s chrf`), inspecting and copying checkpoints
-// (`s2s info`, `release`, `average`) and word alignments from the attention (`s2s align`).
+// (`s2s info`, `release`, `average`), word alignments from the attention (`s2s align`) and the model's
+// log-probability of given translations (`s2s score`).
 #pragma once
 #include <string>
 #include <vector>
@@ -39,5 +40,20 @@ struct AlignCommand {
   int64_t threads = 0, batch_size = 64;
 };
 int run_align(const AlignCommand& cmd);
+
+// `s2s score`: the log-probability that the model (or an ensemble: the mean of the models' probabilities)
+// gives each target sentence of the pairs, teacher-forced, one number per line: the sum over its tokens and
+// </s>, or with `normalize` their mean. For ranking n-best lists and filtering corpora, as Marian's scorer
+// and fairseq's --score-reference do. The run's totals (tokens, perplexity) go to the log (stderr).
+struct SentenceScoreCommand {
+  std::vector<std::string> checkpoints;  // two or more: an ensemble
+  std::string src, tgt;                  // no tgt: src is a source<TAB>target file
+  std::string output;
+  std::string format = "text";  // or "json": per pair {"score", "tokens", "target_tokens", "token_log_probs"}
+  bool normalize = false;
+  std::string device = "auto";
+  int64_t threads = 0, batch_size = 64;
+};
+int run_score(const SentenceScoreCommand& cmd);
 
 }  // namespace s2s

@@ -34,10 +34,10 @@ void add_search_options(CLI::App* cmd, s2s::TranslatorOptions& o) {
 
 // One checkpoint per -c; several (-c a.pt -c b.pt) translate as an ensemble. Each -c takes exactly one
 // value, so that the sentences after it stay sentences.
-void add_checkpoints_option(CLI::App* cmd, std::vector<std::string>& checkpoints) {
+void add_checkpoints_option(CLI::App* cmd, std::vector<std::string>& checkpoints, const std::string& verb) {
   cmd->add_option("--checkpoint,-c", checkpoints,
-                  "checkpoint file; repeat it (-c a.pt -c b.pt) to translate with an ensemble of models that share "
-                  "their vocabularies (the mean of their probabilities)")
+                  "checkpoint file; repeat it (-c a.pt -c b.pt) to " + verb +
+                      " with an ensemble of models that share their vocabularies (the mean of their probabilities)")
       ->required()->expected(1)->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
 }
 
@@ -46,7 +46,7 @@ void add_checkpoints_option(CLI::App* cmd, std::vector<std::string>& checkpoints
 int main(int argc, char** argv) {
   // Only the commands that multiply matrices pay for the re-execution that picks OpenBLAS kernels.
   if (argc > 1 && (std::string(argv[1]) == "train" || std::string(argv[1]) == "translate" ||
-                   std::string(argv[1]) == "evaluate" || std::string(argv[1]) == "align" ||
+                   std::string(argv[1]) == "evaluate" || std::string(argv[1]) == "align" || std::string(argv[1]) == "score" ||
                    std::string(argv[1]) == "bench"))
     s2s::select_openblas_kernels(argv);
   s2s::tune_allocator();
@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
 
   s2s::TranslateCommand tr;
   auto* tr_cmd = app.add_subcommand("translate", "translate sentences (arguments, --input file or stdin)");
-  add_checkpoints_option(tr_cmd, tr.checkpoints);
+  add_checkpoints_option(tr_cmd, tr.checkpoints, "translate");
   tr_cmd->add_option("sentences", tr.sentences, "sentences to translate; none: read --input or stdin");
   tr_cmd->add_option("--input,-i", tr.input, "input file, one sentence per line")->check(CLI::ExistingFile);
   tr_cmd->add_option("--output,-o", tr.output, "output file (default stdout)");
@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
 
   s2s::EvaluateCommand ev;
   auto* ev_cmd = app.add_subcommand("evaluate", "translate a test set and score it: BLEU, chrF, perplexity, BLEU by length");
-  add_checkpoints_option(ev_cmd, ev.checkpoints);
+  add_checkpoints_option(ev_cmd, ev.checkpoints, "translate");
   ev_cmd->add_option("--src", ev.src, "source file; without --ref, a source<TAB>reference file; without either, the "
                                       "checkpoint's data.test_src and data.test_tgt")->check(CLI::ExistingFile);
   ev_cmd->add_option("--ref", ev.ref, "reference file, line-aligned with --src")->check(CLI::ExistingFile);
@@ -127,6 +127,25 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   align_cmd->add_option("--device", al.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   align_cmd->add_option("--threads", al.threads, "LibTorch threads; 0 = all cores")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+
+  s2s::SentenceScoreCommand sc;
+  auto* score_cmd = app.add_subcommand("score", "the model's log-probability of given translations, one per line "
+                                                "(the reference target teacher-forced), e.g. to rank n-best lists");
+  add_checkpoints_option(score_cmd, sc.checkpoints, "score");
+  score_cmd->add_option("--src", sc.src, "source file; without --tgt, a source<TAB>target file")->required()
+      ->check(CLI::ExistingFile);
+  score_cmd->add_option("--tgt", sc.tgt, "target file, line-aligned with --src")->check(CLI::ExistingFile);
+  score_cmd->add_option("--output,-o", sc.output, "write the scores here (default stdout)");
+  score_cmd->add_flag("--normalize", sc.normalize, "the mean log-probability per target token (</s> counted) instead "
+                                                   "of the sum");
+  score_cmd->add_option("--format", sc.format, "text (one score per line) or json (one object per pair: score, "
+                                              "tokens, target_tokens, token_log_probs)")
+      ->capture_default_str()->check(CLI::IsMember({"text", "json"}));
+  score_cmd->add_option("--batch-size", sc.batch_size, "sentence pairs per batch")->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  score_cmd->add_option("--device", sc.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  score_cmd->add_option("--threads", sc.threads, "LibTorch threads; 0 = all cores")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
 
   std::string info_ckpt;
@@ -225,6 +244,7 @@ int main(int argc, char** argv) {
     if (*tr_cmd) return s2s::run_translate(tr);
     if (*ev_cmd) return s2s::run_evaluate(ev);
     if (*align_cmd) return s2s::run_align(al);
+    if (*score_cmd) return s2s::run_score(sc);
     if (*bleu_cmd) return s2s::run_bleu(bleu);
     if (*chrf_cmd) return s2s::run_chrf(chrf);
     if (*bench_cmd) return s2s::run_bench(bench);

@@ -11,6 +11,15 @@ namespace {
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
+
+// [batch, tgt_len, vocab] float32 log-probabilities of each next target token, teacher-forced: the model's,
+// or an ensemble's log of the mean of the models' probabilities (itself a log-softmax).
+torch::Tensor next_token_log_probs(std::vector<Seq2Seq>& models, const Batch& batch) {
+  std::vector<torch::Tensor> log_probs;
+  for (auto& model : models) log_probs.push_back(torch::log_softmax(model->forward(batch).logits.to(torch::kFloat32), -1));
+  if (log_probs.size() == 1) return log_probs.front();
+  return torch::logsumexp(torch::stack(log_probs), 0) - std::log(static_cast<double>(models.size()));
+}
 }  // namespace
 
 Seq2SeqImpl::Seq2SeqImpl(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab) : config_(config) {
@@ -90,11 +99,8 @@ CorpusLoss corpus_loss(std::vector<Seq2Seq>& models, const std::vector<Example>&
       parts[static_cast<size_t>(b)] = sequence_loss(models[0]->forward(batch).logits, batch.tgt_out, 0.0);
       return;
     }
-    std::vector<torch::Tensor> log_probs;
-    for (auto& model : models) log_probs.push_back(torch::log_softmax(model->forward(batch).logits.to(torch::kFloat32), -1));
     // The mixture's log-probabilities are their own log-softmax, so the loss of them as logits is its nll.
-    const auto mixture = torch::logsumexp(torch::stack(log_probs), 0) - std::log(static_cast<double>(models.size()));
-    parts[static_cast<size_t>(b)] = sequence_loss(mixture, batch.tgt_out, 0.0);
+    parts[static_cast<size_t>(b)] = sequence_loss(next_token_log_probs(models, batch), batch.tgt_out, 0.0);
   };
   parallel_tasks(device, static_cast<int64_t>(batches.size()), run_batch);
   CorpusLoss total;
@@ -103,6 +109,29 @@ CorpusLoss corpus_loss(std::vector<Seq2Seq>& models, const std::vector<Example>&
     total.tokens += part.tokens;
   }
   return total;
+}
+
+std::vector<std::vector<float>> target_log_probs(std::vector<Seq2Seq>& models, const std::vector<Example>& examples,
+                                                 int64_t batch_size, const torch::Device& device) {
+  const auto batches = ordered_batches(examples, batch_size, true);
+  std::vector<std::vector<float>> out(examples.size());
+  auto run_batch = [&](int64_t b) {
+    torch::NoGradGuard no_grad;  // per thread
+    const auto& indices = batches[static_cast<size_t>(b)];
+    const auto batch = make_batch(examples, indices).to(device);
+    // [B, T]: log p(tgt_out[r][j]); the rows' padding is cut off below
+    const auto picked = next_token_log_probs(models, batch).gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1);
+    const auto cpu = picked.to(torch::kCPU).contiguous();
+    const auto a = cpu.accessor<float, 2>();
+    for (size_t r = 0; r < indices.size(); ++r) {
+      const auto n = static_cast<int64_t>(examples[static_cast<size_t>(indices[r])].tgt.size()) + 1;  // and </s>
+      auto& row = out[static_cast<size_t>(indices[r])];
+      row.reserve(static_cast<size_t>(n));
+      for (int64_t j = 0; j < n; ++j) row.push_back(a[static_cast<int64_t>(r)][j]);
+    }
+  };
+  parallel_tasks(device, static_cast<int64_t>(batches.size()), run_batch);
+  return out;
 }
 
 }  // namespace s2s

@@ -59,4 +59,10 @@ CorpusLoss corpus_loss(Seq2Seq& model, const std::vector<Example>& examples, int
 CorpusLoss corpus_loss(std::vector<Seq2Seq>& models, const std::vector<Example>& examples, int64_t batch_size,
                        const torch::Device& device);
 
+// Each example's target log-probabilities, token by token (y_1 .. y_t, then </s>), under the model or the
+// ensemble's mean of probabilities, with the target teacher-forced: `s2s score`. In the examples' order,
+// whatever the batching (batches as corpus_loss makes them; padding changes nothing); models in eval mode.
+std::vector<std::vector<float>> target_log_probs(std::vector<Seq2Seq>& models, const std::vector<Example>& examples,
+                                                 int64_t batch_size, const torch::Device& device);
+
 }  // namespace s2s

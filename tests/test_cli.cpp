@@ -1215,6 +1215,107 @@ TEST_F(CliTrained, AlignmentsFromTheAttention) {
 }
 
 // A checkpoint written by a newer format version is refused with a message that says so.
+// `s2s score`: the log-probability of given translations. For the search's own 4-best lists (length
+// penalty 0, so a hypothesis's score is its summed log-probability) it gives each hypothesis's search
+// score, so n-best lists can be reranked by it; its total is `evaluate`'s reference perplexity; --normalize
+// is the mean per token; an ensemble of a model with itself scores as the model; files that do not line
+// up are an error naming them.
+TEST_F(CliTrained, ScoreGivesTheLogProbabilityOfEachTranslation) {
+  const auto sources = split_lines(read_file(corpus_->valid_src));
+  const auto nbest = translate({"--format", "json", "--beam", "4", "--n-best", "4", "--length-penalty", "0", "-i",
+                                corpus_->valid_src});
+  ASSERT_EQ(nbest.code(), 0) << nbest.describe();
+  std::string src_lines, hyp_lines;
+  std::vector<json> hyps;
+  for (const auto& line : split_lines(nbest.out)) {
+    const auto j = json::parse(line);
+    ASSERT_EQ(j.at("nbest").size(), 4u) << line;
+    for (const auto& h : j.at("nbest")) {
+      src_lines += j.at("source").get<std::string>() + "\n";
+      hyp_lines += h.at("output").get<std::string>() + "\n";
+      hyps.push_back(h);
+      hyps.back()["source_tokens"] = j.at("source_tokens");
+    }
+  }
+  ASSERT_EQ(hyps.size(), 4 * sources.size());
+  const auto src = dir_->file("score.src"), hyp = dir_->file("score.hyp");
+  write_file(src, src_lines);
+  write_file(hyp, hyp_lines);
+  const std::vector<std::string> common = {"--device", "cpu", "--threads", "1"};
+  auto score = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "score");
+    args.insert(args.end(), common.begin(), common.end());
+    return run_s2s(args, scratch());
+  };
+  const auto text = score({"-c", checkpoint(), "--src", src, "--tgt", hyp});
+  const auto detail = score({"-c", checkpoint(), "--src", src, "--tgt", hyp, "--format", "json", "--batch-size", "5"});
+  ASSERT_EQ(text.code(), 0) << text.describe();
+  ASSERT_EQ(detail.code(), 0) << detail.describe();
+  const auto scores = split_lines(text.out), details = split_lines(detail.out);
+  ASSERT_EQ(scores.size(), hyps.size()) << text.describe();
+  ASSERT_EQ(details.size(), hyps.size()) << detail.describe();
+  int64_t ended = 0;
+  for (size_t k = 0; k < hyps.size(); ++k) {
+    SCOPED_TRACE("hypothesis " + std::to_string(k) + ": " + hyps[k].dump());
+    const auto d = json::parse(details[k]);
+    const auto tokens = hyps[k].at("output_tokens").get<std::vector<std::string>>();
+    auto expected_tokens = tokens;
+    expected_tokens.push_back("</s>");
+    EXPECT_EQ(d.at("target_tokens").get<std::vector<std::string>>(), expected_tokens);
+    const auto lp = d.at("token_log_probs").get<std::vector<double>>();
+    ASSERT_EQ(lp.size(), tokens.size() + 1);
+    double sum = 0;
+    for (const double v : lp) sum += v;
+    EXPECT_NEAR(std::stod(scores[k]), sum, 1e-5);
+    EXPECT_NEAR(d.at("score").get<double>(), sum, 1e-9);
+    EXPECT_EQ(d.at("tokens").get<int64_t>(), static_cast<int64_t>(lp.size()));
+    // The search stops a hypothesis without </s> at 2 x (source tokens + </s>) + 10 output tokens.
+    const auto limit = 2 * (hyps[k].at("source_tokens").size() + 1) + 10;
+    const bool eos = tokens.size() < limit;
+    ended += eos;
+    EXPECT_NEAR(eos ? sum : sum - lp.back(), hyps[k].at("score").get<double>(), 1e-4);
+  }
+  EXPECT_GT(ended, 0);
+
+  // The sum over a test set is evaluate's reference perplexity; --normalize divides by the tokens.
+  const auto refs = score({"-c", checkpoint(), "--src", corpus_->valid_src, "--tgt", corpus_->valid_tgt, "--format", "json"});
+  const auto mean = score({"-c", checkpoint(), "--src", corpus_->valid_src, "--tgt", corpus_->valid_tgt, "--normalize"});
+  const auto doubled = score({"-c", checkpoint(), "-c", checkpoint(), "--src", corpus_->valid_src, "--tgt",
+                              corpus_->valid_tgt, "-o", dir_->file("score-doubled.txt")});
+  const auto eval = run_s2s({"evaluate", "-c", checkpoint(), "--src", corpus_->valid_src, "--ref", corpus_->valid_tgt,
+                             "--json", "--device", "cpu", "--threads", "1"}, scratch());
+  for (const auto* r : {&refs, &mean, &doubled, &eval}) ASSERT_EQ(r->code(), 0) << r->describe();
+  const auto ref_lines = split_lines(refs.out), mean_lines = split_lines(mean.out);
+  const auto targets = split_lines(read_file(corpus_->valid_tgt));
+  const auto doubled_lines = split_lines(read_file(dir_->file("score-doubled.txt")));
+  ASSERT_EQ(ref_lines.size(), sources.size());
+  ASSERT_EQ(mean_lines.size(), sources.size());
+  ASSERT_EQ(doubled_lines.size(), sources.size());
+  EXPECT_TRUE(doubled.out.empty()) << doubled.describe();
+  double total = 0;
+  int64_t tokens = 0;
+  for (size_t k = 0; k < ref_lines.size(); ++k) {
+    const auto j = json::parse(ref_lines[k]);
+    const double s = j.at("score").get<double>();
+    const auto n = j.at("tokens").get<int64_t>();
+    EXPECT_EQ(n, static_cast<int64_t>(words(targets[k]).size()) + 1);  // the words and </s>
+    EXPECT_LT(s, 0.0);
+    EXPECT_NEAR(std::stod(mean_lines[k]), s / static_cast<double>(n), 1e-5);
+    EXPECT_NEAR(std::stod(doubled_lines[k]), s, 1e-4);
+    total += s;
+    tokens += n;
+  }
+  EXPECT_NEAR(std::exp(-total / static_cast<double>(tokens)), json::parse(eval.out).at("ppl").get<double>(), 1e-4);
+
+  const auto short_tgt = dir_->file("score-short.tgt");
+  write_file(short_tgt, "xa xb\n");
+  const auto bad = score({"-c", checkpoint(), "--src", corpus_->valid_src, "--tgt", short_tgt});
+  EXPECT_TRUE(bad.finished);
+  EXPECT_NE(bad.code(), 0) << bad.describe();
+  EXPECT_TRUE(contains(bad.err, short_tgt)) << bad.describe();
+  EXPECT_TRUE(bad.out.empty()) << bad.describe();
+}
+
 TEST_F(CliTrained, FutureCheckpointVersionIsRefused) {
   torch::serialize::OutputArchive a;
   a.write("format", c10::IValue(std::string("s2s-checkpoint")));

@@ -997,6 +997,75 @@ TEST(ModelSearch, EnsembleOfOneModelOrTwoCopiesIsThatModel) {
   EXPECT_GT(std::abs(mixed.sum_nll - one.sum_nll), 1e-2);
 }
 
+// `s2s score`'s numbers: each target token's log-probability under the model or the ensemble's mean of
+// probabilities, checked against each model's own view of each sentence alone (no padding, float64), for
+// any batch size; their sum is corpus_loss's; and a greedy output scores what the step-by-step greedy
+// loop summed while it chose the tokens (two routes: teacher forcing and the decoder's step).
+TEST(ModelSearch, TargetLogProbsAreEachTokensProbabilityWhateverTheBatch) {
+  std::vector<Example> examples;
+  for (size_t s = 0; s < kSources.size(); ++s) {
+    std::vector<int64_t> tgt;
+    for (size_t j = 0; j < (s * 3) % 7; ++j) tgt.push_back(4 + static_cast<int64_t>((s + 5 * j) % 8));  // 0-6 tokens
+    examples.push_back({kSources[s], tgt});
+  }
+  auto first = search_model("gru", "bahdanau", 31), second = search_model("rnn", "qkv", 32);
+  for (const bool ensemble : {false, true}) {
+    SCOPED_TRACE(ensemble ? "ensemble" : "one model");
+    std::vector<Seq2Seq> models{first};
+    if (ensemble) models.push_back(second);
+    for (auto& m : models) m->eval();
+    std::vector<std::vector<double>> expected;
+    double expected_sum = 0;
+    for (const auto& e : examples) {
+      auto a = forced_steps(first, e.src, e.tgt, true);
+      auto probs = a.log_probs.exp();
+      if (ensemble) probs = (probs + forced_steps(second, e.src, e.tgt, true).log_probs.exp()) / 2;
+      std::vector<double> row;
+      for (size_t j = 0; j < a.targets.size(); ++j)
+        row.push_back(std::log(probs[static_cast<int64_t>(j)][a.targets[j]].item<double>()));
+      for (const double v : row) expected_sum += v;
+      expected.push_back(row);
+    }
+    for (const int64_t batch_size : {1, 4, 64}) {
+      SCOPED_TRACE("batch size " + std::to_string(batch_size));
+      const auto got = target_log_probs(models, examples, batch_size, torch::kCPU);
+      ASSERT_EQ(got.size(), examples.size());
+      for (size_t k = 0; k < got.size(); ++k) {
+        ASSERT_EQ(got[k].size(), examples[k].tgt.size() + 1) << "pair " << k;
+        for (size_t j = 0; j < got[k].size(); ++j) EXPECT_NEAR(got[k][j], expected[k][j], 1e-4) << "pair " << k << " token " << j;
+      }
+    }
+    const auto loss = corpus_loss(models, examples, 4, torch::kCPU);
+    EXPECT_NEAR(-loss.sum_nll, expected_sum, 1e-4 * std::abs(expected_sum));
+  }
+
+  SearchOptions o;
+  std::vector<Example> outputs;
+  std::vector<GreedyResult> greedy;
+  int64_t ended = 0;
+  {
+    torch::NoGradGuard no_grad;
+    first->decoder->b_out[Vocabulary::kEos].fill_(1.0);  // so that some outputs end before the length limit
+  }
+  for (const auto& src : kSources) {
+    greedy.push_back(greedy_loop(first, src, o));
+    outputs.push_back({src, greedy.back().tokens});
+  }
+  std::vector<Seq2Seq> one{first};
+  const auto scored = target_log_probs(one, outputs, 3, torch::kCPU);
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    const auto& src = kSources[k];
+    const int64_t max_len = static_cast<int64_t>(o.max_length_ratio * static_cast<double>(src.size())) + o.max_length_extra;
+    // An output stopped by the length limit has no </s>: the loop did not score it.
+    const bool eos = static_cast<int64_t>(greedy[k].tokens.size()) < max_len;
+    ended += eos;
+    double sum = 0;
+    for (size_t j = 0; j < scored[k].size() - (eos ? 0 : 1); ++j) sum += scored[k][j];
+    EXPECT_NEAR(sum, greedy[k].log_prob, 1e-4) << "greedy output " << k;
+  }
+  EXPECT_GT(ended, 0) << "no greedy output ended with </s>";
+}
+
 // ---------------------------------------------------------------------------------------------
 // ModelCheckpoint
 // ---------------------------------------------------------------------------------------------
