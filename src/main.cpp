@@ -28,6 +28,14 @@ void add_search_options(CLI::App* cmd, s2s::TranslatorOptions& o) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-length", o.search.max_length, "hard cap on output tokens")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_flag("--sampling", o.search.sampling,
+                "draw each output token at random from the model's distribution instead of searching (e.g. for "
+                "back-translation); --n-best samples per sentence");
+  cmd->add_option("--top-k", o.search.top_k, "sampling: draw only among the k most probable tokens; 0 = all")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--temperature", o.search.temperature, "sampling: probabilities proportional to p^(1/temperature)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", o.search.seed, "sampling: random seed (with each sentence's line number)")->capture_default_str();
   cmd->add_option("--batch-size", o.batch_size, "sentences translated together")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->add_flag("--unk-replace", o.unk_replace, "replace <unk> by the source word with the highest attention weight");
 }

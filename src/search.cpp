@@ -4,6 +4,7 @@
 #include <limits>
 #include <memory>
 #include <numeric>
+#include <random>
 
 #include "error.h"
 #include "vocabulary.h"
@@ -115,6 +116,15 @@ StepOutput ensemble_step(std::vector<Member>& members, const torch::Tensor& prev
 }  // namespace
 
 void check_search_options(const SearchOptions& o) {
+  if (o.sampling) {
+    if (o.beam_size != 1)
+      throw Error("--sampling draws --n-best samples per sentence instead of searching: it takes no --beam (got " +
+                  std::to_string(o.beam_size) + ")");
+    if (!(o.temperature > 0)) throw Error("--temperature must be positive");
+    if (o.top_k < 0) throw Error("--top-k must be 0 (all tokens) or more");
+    return;
+  }
+  if (o.top_k != 0 || o.temperature != 1.0) throw Error("--top-k and --temperature need --sampling");
   if (o.n_best > o.beam_size)
     throw Error("--n-best " + std::to_string(o.n_best) + " is more than --beam " + std::to_string(o.beam_size) +
                 ": a search keeps at most beam-size hypotheses per sentence");
@@ -259,6 +269,111 @@ std::vector<std::vector<Hypothesis>> search(std::vector<Seq2Seq>& models, const 
     std::stable_sort(f.begin(), f.end(), [](const Finished& x, const Finished& y) { return x.score > y.score; });
     for (int64_t i = 0; i < std::min<int64_t>(n_best, f.size()); ++i)
       results[b].push_back(trace_back(history, f[i], src_len[b]));
+  }
+  return results;
+}
+
+std::vector<std::vector<Hypothesis>> sample(std::vector<Seq2Seq>& models, const Batch& batch,
+                                            const SearchOptions& options, const std::vector<uint64_t>& sentence_ids) {
+  if (models.empty()) throw Error("sample: no model");
+  std::vector<std::unique_ptr<InferenceGuard>> guards;
+  for (auto& model : models) guards.push_back(std::make_unique<InferenceGuard>(model));
+  const int64_t B = batch.src.size(0), K = std::max<int64_t>(1, options.n_best);
+  if (static_cast<int64_t>(sentence_ids.size()) != B) throw Error("sample: one sentence id per sentence needed");
+  auto device = batch.src.device();
+  const auto lengths = batch.src_lengths.to(torch::kCPU);
+  std::vector<int64_t> max_len(B), src_len(B);
+  int64_t longest = 1;
+  for (int64_t b = 0; b < B; ++b) {
+    src_len[b] = lengths[b].item<int64_t>();
+    const auto limit = static_cast<int64_t>(options.max_length_ratio * static_cast<double>(src_len[b])) +
+                       options.max_length_extra;
+    max_len[b] = std::clamp<int64_t>(limit, 1, std::max<int64_t>(1, options.max_length));
+    longest = std::max(longest, max_len[b]);
+  }
+
+  // Row r = b * K + k draws sample k of sentence b; rows leave the tensors when their sample ends.
+  auto rows = torch::arange(B, torch::TensorOptions().dtype(torch::kInt64).device(device)).repeat_interleave(K);
+  std::vector<Member> members;
+  for (auto& model : models) {
+    auto encoded = model->encode(batch.src, batch.src_lengths);
+    encoded.final = encoded.final.index_select(0, rows);
+    encoded.states = encoded.states.index_select(0, rows);
+    encoded.mask = encoded.mask.index_select(0, rows);
+    auto& decoder = model->decoder;
+    auto memory = decoder->prepare_memory(encoded);
+    auto state = decoder->init_state(encoded, memory);
+    members.push_back({model, std::move(memory), std::move(state), decoder->step_weights(longest, B * K)});
+  }
+  std::vector<std::mt19937_64> generators;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t k = 0; k < K; ++k) {
+      const uint64_t id = sentence_ids[static_cast<size_t>(b)];
+      std::seed_seq seq{static_cast<uint32_t>(options.seed), static_cast<uint32_t>(options.seed >> 32),
+                        static_cast<uint32_t>(id), static_cast<uint32_t>(id >> 32), static_cast<uint32_t>(k)};
+      generators.emplace_back(seq);
+    }
+
+  std::vector<Hypothesis> drawn(B * K);
+  std::vector<int64_t> active(B * K);  // the global row of each local row
+  std::iota(active.begin(), active.end(), 0);
+  std::vector<int64_t> prev_tokens(B * K, Vocabulary::kBos);
+  const auto long_options = torch::TensorOptions().dtype(torch::kInt64);
+  for (int64_t t = 0; t < longest && !active.empty(); ++t) {
+    const auto step = ensemble_step(members, torch::tensor(prev_tokens, torch::kInt64).to(device));
+    // The candidates of each row and their drawing probabilities, in float64 on the CPU.
+    torch::Tensor candidates, log_probs = step.log_probs;
+    if (options.top_k > 0 && options.top_k < log_probs.size(1)) {
+      auto top = log_probs.topk(options.top_k, 1);
+      log_probs = std::get<0>(top);
+      candidates = std::get<1>(top).to(torch::kCPU).contiguous();
+    }
+    const auto draw_probs = torch::softmax(log_probs.to(torch::kFloat64) / options.temperature, 1).to(torch::kCPU).contiguous();
+    const auto model_log_probs = step.log_probs.to(torch::kCPU).contiguous();  // [rows, V] float32
+    const auto weights = step.weights.defined() ? step.weights.to(torch::kCPU, torch::kFloat32).contiguous() : torch::Tensor();
+    const auto p = draw_probs.accessor<double, 2>();
+    const int64_t width = draw_probs.size(1);
+    const int64_t* top_token = candidates.defined() ? candidates.data_ptr<int64_t>() : nullptr;  // [rows, width]
+    const auto lp = model_log_probs.accessor<float, 2>();
+    std::vector<int64_t> keep, next_tokens;
+    for (int64_t i = 0; i < static_cast<int64_t>(active.size()); ++i) {
+      const int64_t r = active[i], b = r / K;
+      // Inverse transform: the first candidate whose cumulative probability exceeds u in [0, 1).
+      const double u = static_cast<double>(generators[r]() >> 11) * 0x1.0p-53;
+      int64_t c = 0;
+      double cumulative = p[i][0];
+      while (cumulative <= u && c + 1 < width) cumulative += p[i][++c];
+      const int64_t token = top_token ? top_token[i * width + c] : c;
+      auto& h = drawn[r];
+      h.score += lp[i][token];
+      if (weights.defined()) {
+        const float* row = weights[i].data_ptr<float>();
+        h.attention.emplace_back(row, row + src_len[b]);
+      }
+      if (token == Vocabulary::kEos) continue;
+      h.tokens.push_back(token);
+      if (t + 1 >= max_len[b]) continue;
+      keep.push_back(i);
+      next_tokens.push_back(token);
+    }
+    if (keep.size() < active.size()) {
+      const auto kept = torch::tensor(keep, long_options).to(device);
+      for (auto& m : members) {
+        m.state = m.state.index_select(kept);
+        m.memory = m.memory.index_select(kept);
+      }
+      std::vector<int64_t> still;
+      for (const auto i : keep) still.push_back(active[i]);
+      active = std::move(still);
+    }
+    prev_tokens = std::move(next_tokens);
+  }
+
+  std::vector<std::vector<Hypothesis>> results(B);
+  for (int64_t b = 0; b < B; ++b) {
+    auto& list = results[b];
+    for (int64_t k = 0; k < K; ++k) list.push_back(std::move(drawn[b * K + k]));
+    std::stable_sort(list.begin(), list.end(), [](const Hypothesis& x, const Hypothesis& y) { return x.score > y.score; });
   }
   return results;
 }

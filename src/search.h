@@ -16,6 +16,12 @@ struct SearchOptions {
   double max_length_ratio = 2.0;  // output at most ratio * source length + max_length_extra tokens
   int64_t max_length_extra = 10;
   int64_t max_length = 512;       // hard cap on output tokens, whatever the source length
+  // Sampling instead of search (sample() below): n_best samples per sentence, each token drawn from the
+  // model's next-token distribution, as back-translation by sampling does (Edunov et al., 2018).
+  bool sampling = false;
+  int64_t top_k = 0;         // draw only among the k most probable tokens; 0 = among all
+  double temperature = 1.0;  // draw with probabilities proportional to p^(1 / temperature)
+  uint64_t seed = 1;         // with the sentence's number, fixes its draws
 };
 
 // Throws s2s::Error, in the command line's words, when the options ask for what a search cannot give
@@ -38,5 +44,15 @@ std::vector<std::vector<Hypothesis>> search(Seq2Seq& model, const Batch& batch, 
 // models that have attention (none: no attention). One model gives the same result as the call above.
 std::vector<std::vector<Hypothesis>> search(std::vector<Seq2Seq>& models, const Batch& batch,
                                             const SearchOptions& options);
+
+// Random sampling (options.sampling): options.n_best samples per sentence, each token drawn from the next-
+// token distribution of the model (an ensemble: the mean of the models'), restricted to the top_k most
+// probable tokens and sharpened or flattened by the temperature, until </s> or the length limit. A
+// sample's score is its log-probability under the model (the full distribution, no temperature); the
+// samples come best first. Sample k of sentence b draws from a generator seeded with (options.seed,
+// sentence_ids[b], k), so the samples do not depend on the batch a sentence is in, the threads or the
+// device.
+std::vector<std::vector<Hypothesis>> sample(std::vector<Seq2Seq>& models, const Batch& batch,
+                                            const SearchOptions& options, const std::vector<uint64_t>& sentence_ids);
 
 }  // namespace s2s

@@ -130,12 +130,20 @@ std::vector<Translation> Translator::translate(const std::vector<std::string>& l
     std::vector<std::vector<int64_t>> chunk;
     for (size_t k = start; k < end; ++k) chunk.push_back(sources[order[k]]);
     auto models = this->models();
-    results[static_cast<size_t>(b)] = search(models, make_source_batch(chunk).to(device_), options_.search);
+    const auto batch = make_source_batch(chunk).to(device_);
+    if (options_.search.sampling) {
+      std::vector<uint64_t> ids;  // each sentence's line number in all the lines this translator was given
+      for (size_t k = start; k < end; ++k) ids.push_back(lines_seen_ + which[order[k]]);
+      results[static_cast<size_t>(b)] = sample(models, batch, options_.search, ids);
+    } else {
+      results[static_cast<size_t>(b)] = search(models, batch, options_.search);
+    }
   };
   if (parallel_batches_)
     parallel_tasks(static_cast<int64_t>(batches), run_batch);  // worker_threads.h
   else
     for (size_t b = 0; b < batches; ++b) run_batch(static_cast<int64_t>(b));
+  lines_seen_ += lines.size();
   // Tokens to text here, on this thread (a SentencePiece codec talks to its helper process).
   for (size_t start = 0; start < order.size(); start += batch_size) {
     const size_t end = std::min(order.size(), start + batch_size);

@@ -69,6 +69,7 @@ class Translator {
   torch::Device device_;
   TranslatorOptions options_;
   bool parallel_batches_ = false;
+  uint64_t lines_seen_ = 0;  // lines given to translate() so far: the sentence numbers that seed sampling
 };
 
 struct TranslateCommand {

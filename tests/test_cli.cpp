@@ -1316,6 +1316,52 @@ TEST_F(CliTrained, ScoreGivesTheLogProbabilityOfEachTranslation) {
   EXPECT_TRUE(bad.out.empty()) << bad.describe();
 }
 
+// Sampling: the samples of a line are fixed by --seed and the line's number, whatever the batch size, the
+// threads or whether the lines come as arguments, from a file or stdin; another seed draws others; the
+// search's options that sampling does not take are refused.
+TEST_F(CliTrained, TranslateSamplingIsReproducible) {
+  const std::string input = "a b c d\ne f g\n\nh i j k l m\nb c\na a b\n";
+  const auto in_file = dir_->file("sampling.src");
+  write_file(in_file, input);
+  const auto first = translate({"--sampling", "--n-best", "3", "--format", "json"}, &input);
+  ASSERT_EQ(first.code(), 0) << first.describe();
+  const auto lines = split_lines(first.out);
+  ASSERT_EQ(lines.size(), 6u) << first.describe();
+  for (const auto& line : lines) {
+    const auto j = json::parse(line);
+    if (j.at("source") == "") continue;
+    ASSERT_EQ(j.at("nbest").size(), 3u) << line;
+    for (const auto& h : j.at("nbest")) expect_target_words(h.at("output").get<std::string>());
+  }
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--threads", "2", "--batch-size", "2", "-i", in_file},
+           {"--threads", "1", "--batch-size", "1", "-i", in_file}}) {
+    std::vector<std::string> all = {"translate", "-c", checkpoint(), "--device", "cpu", "--sampling", "--n-best", "3",
+                                    "--format", "json"};
+    all.insert(all.end(), args.begin(), args.end());
+    const auto again = run_s2s(all, scratch());
+    ASSERT_EQ(again.code(), 0) << again.describe();
+    EXPECT_EQ(again.out, first.out) << again.describe();
+  }
+  const auto other_seed = translate({"--sampling", "--n-best", "3", "--format", "json", "--seed", "9"}, &input);
+  ASSERT_EQ(other_seed.code(), 0) << other_seed.describe();
+  EXPECT_NE(other_seed.out, first.out);
+  // The first line's samples as arguments: the same line number, the same samples.
+  const auto argument = translate({"--sampling", "--n-best", "3", "--format", "json", "a b c d"});
+  ASSERT_EQ(argument.code(), 0) << argument.describe();
+  EXPECT_EQ(split_lines(argument.out).at(0), lines[0]);
+
+  for (const auto& bad : std::vector<std::vector<std::string>>{{"--sampling", "--beam", "4", "a b"},
+                                                               {"--top-k", "5", "a b"},
+                                                               {"--sampling", "--temperature", "0", "a b"}}) {
+    const auto r = translate(bad);
+    EXPECT_TRUE(r.finished);
+    EXPECT_NE(r.code(), 0) << r.describe();
+    EXPECT_TRUE(r.out.empty()) << r.describe();
+    EXPECT_FALSE(r.err.empty()) << r.describe();
+  }
+}
+
 TEST_F(CliTrained, FutureCheckpointVersionIsRefused) {
   torch::serialize::OutputArchive a;
   a.write("format", c10::IValue(std::string("s2s-checkpoint")));

@@ -1066,6 +1066,120 @@ TEST(ModelSearch, TargetLogProbsAreEachTokensProbabilityWhateverTheBatch) {
   EXPECT_GT(ended, 0) << "no greedy output ended with </s>";
 }
 
+// Sampling draws each token from the model's distribution: one-token samples (max_length 1) of one
+// sentence follow the first step's probabilities, computed here from the teacher-forced pass (within 5
+// standard errors), and with --top-k 3 --temperature 0.5 the renormalised p^2 of the 3 most probable
+// tokens, none outside them.
+TEST(ModelSearch, SamplingDrawsFromTheModelsDistribution) {
+  auto model = search_model("gru", "bahdanau", 41);
+  {
+    torch::NoGradGuard no_grad;
+    model->decoder->b_out.mul_(0.0);
+    model->decoder->b_out.slice(0, 4, 8).fill_(1.5);  // a few likely tokens, the rest less likely
+  }
+  const std::vector<int64_t> src{4, 5, 6, 3};
+  std::vector<double> p(12);
+  {
+    const auto f = forced_steps(model, src, {}, true);
+    for (int64_t v = 0; v < 12; ++v) p[static_cast<size_t>(v)] = f.log_probs[0][v].exp().item<double>();
+  }
+  const int64_t N = 4000;
+  for (const bool restricted : {false, true}) {
+    SCOPED_TRACE(restricted ? "top-k 3, temperature 0.5" : "plain");
+    SearchOptions o;
+    o.sampling = true;
+    o.n_best = N;
+    o.max_length = 1;
+    std::vector<double> expected = p;
+    if (restricted) {
+      o.top_k = 3;
+      o.temperature = 0.5;
+      std::vector<size_t> order(12);
+      std::iota(order.begin(), order.end(), 0);
+      std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
+      double z = 0;
+      for (size_t i = 0; i < 3; ++i) z += p[order[i]] * p[order[i]];
+      std::fill(expected.begin(), expected.end(), 0.0);
+      for (size_t i = 0; i < 3; ++i) expected[order[i]] = p[order[i]] * p[order[i]] / z;
+    }
+    std::vector<Seq2Seq> one{model};
+    const auto samples = sample(one, make_source_batch({src}), o, {7});
+    ASSERT_EQ(samples.size(), 1u);
+    ASSERT_EQ(samples[0].size(), static_cast<size_t>(N));
+    std::vector<double> count(12, 0.0);
+    for (const auto& h : samples[0]) {
+      ASSERT_LE(h.tokens.size(), 1u);
+      const int64_t token = h.tokens.empty() ? Vocabulary::kEos : h.tokens[0];
+      count[static_cast<size_t>(token)] += 1;
+      EXPECT_NEAR(h.score, std::log(p[static_cast<size_t>(token)]), 1e-4);  // the model's own log-probability
+    }
+    for (size_t v = 0; v < 12; ++v) {
+      const double freq = count[v] / N, sd = std::sqrt(expected[v] * (1 - expected[v]) / N);
+      EXPECT_NEAR(freq, expected[v], 5 * sd + 1e-9) << "token " << v << " drawn " << count[v] << " times";
+    }
+    for (size_t k = 1; k < samples[0].size(); ++k) EXPECT_GE(samples[0][k - 1].score, samples[0][k].score);  // best first
+  }
+}
+
+// A sentence's samples depend on the seed and its number, not on the batch it is in; each sample's score is
+// its log-probability under the model or the ensemble (target_log_probs), and its attention has one row per
+// token and </s>, each a distribution over the source.
+TEST(ModelSearch, SamplesAreFixedBySeedAndSentenceNumberAndScoredByTheModel) {
+  std::vector<Seq2Seq> models{search_model("rnn", "bahdanau", 42), search_model("gru", "qkv", 43)};
+  for (const size_t n_models : {1u, 2u}) {
+    SCOPED_TRACE(std::to_string(n_models) + " model(s)");
+    std::vector<Seq2Seq> used(models.begin(), models.begin() + static_cast<int64_t>(n_models));
+    SearchOptions o;
+    o.sampling = true;
+    o.n_best = 3;
+    std::vector<uint64_t> ids(kSources.size());
+    std::iota(ids.begin(), ids.end(), 100);
+    const auto all = sample(used, make_source_batch(kSources), o, ids);
+    ASSERT_EQ(all.size(), kSources.size());
+    std::vector<Example> scored_examples;
+    std::vector<const Hypothesis*> hyps;
+    int64_t different_samples = 0;
+    for (size_t s = 0; s < kSources.size(); ++s) {
+      SCOPED_TRACE("sentence " + std::to_string(s));
+      const auto alone = sample(used, make_source_batch({kSources[s]}), o, {ids[s]});
+      ASSERT_EQ(alone[0].size(), 3u);
+      for (size_t k = 0; k < 3; ++k) {
+        EXPECT_EQ(alone[0][k].tokens, all[s][k].tokens);
+        EXPECT_NEAR(alone[0][k].score, all[s][k].score, 1e-5);
+        const auto& h = all[s][k];
+        scored_examples.push_back({kSources[s], h.tokens});
+        hyps.push_back(&h);
+        ASSERT_GE(h.attention.size(), h.tokens.size());
+        for (const auto& row : h.attention) {
+          ASSERT_EQ(row.size(), kSources[s].size());
+          EXPECT_NEAR(std::accumulate(row.begin(), row.end(), 0.0), 1.0, 1e-4);
+        }
+      }
+      different_samples += all[s][0].tokens != all[s][2].tokens;
+      const auto other = sample(used, make_source_batch({kSources[s]}), o, {ids[s] + 1000});
+      SearchOptions reseeded = o;
+      reseeded.seed = 2;
+      const auto other_seed = sample(used, make_source_batch({kSources[s]}), reseeded, {ids[s]});
+      bool differs = false, differs_seed = false;
+      for (size_t k = 0; k < 3; ++k) {
+        differs |= other[0][k].tokens != all[s][k].tokens;
+        differs_seed |= other_seed[0][k].tokens != all[s][k].tokens;
+      }
+      EXPECT_TRUE(differs) << "another sentence number drew the same samples";
+      EXPECT_TRUE(differs_seed) << "another seed drew the same samples";
+    }
+    EXPECT_GT(different_samples, 0) << "a sentence's samples are all alike";
+    const auto forced = target_log_probs(used, scored_examples, 8, torch::kCPU);
+    for (size_t k = 0; k < hyps.size(); ++k) {
+      const auto src_tokens = static_cast<int64_t>(scored_examples[k].src.size());
+      const bool eos = static_cast<int64_t>(hyps[k]->tokens.size()) < static_cast<int64_t>(o.max_length_ratio * src_tokens) + o.max_length_extra;
+      double sum = 0;
+      for (size_t j = 0; j < forced[k].size() - (eos ? 0 : 1); ++j) sum += forced[k][j];
+      EXPECT_NEAR(hyps[k]->score, sum, 1e-4) << "sample " << k;
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // ModelCheckpoint
 // ---------------------------------------------------------------------------------------------
