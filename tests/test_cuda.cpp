@@ -432,6 +432,36 @@ TEST(CudaCli, TrainOnTheGpuResumesExactly) {
     }
     EXPECT_GE(compared, 4) << "too few hypotheses stood apart to compare their outputs";
   }
+
+  // `s2s score` on both devices, alone and as an ensemble: the same log-probabilities within float32 sums.
+  const auto targets = dir.file("targets.txt");
+  write_file(targets, "xa xb xc xd\nxe xf\nxh xi xj xk xl\n\n");
+  for (const bool ensemble : {false, true}) {
+    SCOPED_TRACE(ensemble ? "score, ensemble" : "score, one model");
+    auto score = [&](const std::string& device) {
+      std::vector<std::string> args{"score", "-c", dir.file("a/last.pt"), "--device", device, "--src", input, "--tgt", targets};
+      if (ensemble) args.insert(args.end(), {"-c", dir.file("a/step-0000006.pt")});
+      return run_s2s(args, dir.path());
+    };
+    const auto on_gpu = score("cuda"), on_cpu = score("cpu");
+    ASSERT_EQ(on_gpu.code(), 0) << on_gpu.describe();
+    ASSERT_EQ(on_cpu.code(), 0) << on_cpu.describe();
+    const auto g = split_lines(on_gpu.out), p = split_lines(on_cpu.out);
+    ASSERT_EQ(g.size(), 4u) << on_gpu.describe();
+    ASSERT_EQ(p.size(), 4u) << on_cpu.describe();
+    for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(std::stod(g[i]), std::stod(p[i]), 1e-4) << "line " << i;
+  }
+  // Sampling on the GPU: each line its 3 samples, best first.
+  const auto sampled = run_s2s({"translate", "-c", dir.file("a/last.pt"), "--device", "cuda", "--sampling", "--n-best",
+                                "3", "--format", "json", "--input", input}, dir.path());
+  ASSERT_EQ(sampled.code(), 0) << sampled.describe();
+  const auto sampled_lines = split_lines(sampled.out);
+  ASSERT_EQ(sampled_lines.size(), 4u) << sampled.describe();
+  for (const auto& line : sampled_lines) {
+    const auto n = json::parse(line).at("nbest");
+    ASSERT_EQ(n.size(), 3u) << line;
+    for (size_t k = 1; k < n.size(); ++k) EXPECT_GE(n[k - 1].at("score").get<double>(), n[k].at("score").get<double>());
+  }
 }
 
 // With training.cuda_graphs and dropout: 12 steps at once, and 6 then 6 resumed (with fresh graphs, so
