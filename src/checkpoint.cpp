@@ -91,7 +91,7 @@ void read_module(torch::nn::Module& module, torch::serialize::InputArchive& arch
 }  // namespace
 
 void save_checkpoint(const std::string& path, const Config& config, const TextCodec& codec, Seq2Seq& model,
-                     torch::optim::Optimizer* optimizer, const TrainState& state) {
+                     torch::optim::Optimizer* optimizer, const TrainState& state, Seq2Seq* average) {
   torch::serialize::OutputArchive archive;
   write_string(archive, "format", "s2s-checkpoint");
   archive.write("format_version", c10::IValue(kCheckpointVersion));
@@ -104,6 +104,12 @@ void save_checkpoint(const std::string& path, const Config& config, const TextCo
     write_module(*model, model_archive);
   }
   archive.write("model", model_archive);
+  if (average && *average) {
+    torch::serialize::OutputArchive average_archive;
+    torch::NoGradGuard no_grad;
+    write_module(**average, average_archive);
+    archive.write("average", average_archive);
+  }
   if (optimizer) {
     torch::serialize::OutputArchive optim_archive;
     optimizer->save(optim_archive);
@@ -166,16 +172,39 @@ CheckpointContents read_checkpoint(const std::string& path) {
   return c;
 }
 
-Seq2Seq restore_model(const CheckpointContents& ckpt, const torch::Device& device) {
-  Seq2Seq model(ckpt.config.model, ckpt.codec.src_vocab.size(), ckpt.codec.tgt_vocab.size());
-  torch::serialize::InputArchive model_archive;
-  if (!ckpt.archive->try_read("model", model_archive)) throw Error("checkpoint has no model parameters");
+namespace {
+// The weights stored under `key` ("model" or "average"); null when the archive has none.
+Seq2Seq read_weights(const CheckpointContents& ckpt, const std::string& key, const torch::Device& device) {
+  torch::serialize::InputArchive weights;
+  if (!ckpt.archive->try_read(key, weights)) return nullptr;
+  auto model = model_shell(ckpt.config.model, ckpt.codec.src_vocab.size(), ckpt.codec.tgt_vocab.size());
   {
     torch::NoGradGuard no_grad;
-    read_module(*model, model_archive, "");
+    read_module(*model, weights, key == "model" ? "" : key + ".");
   }
   model->to(device);
   return model;
+}
+}  // namespace
+
+Seq2Seq restore_model(const CheckpointContents& ckpt, const torch::Device& device) {
+  auto model = read_weights(ckpt, "model", device);
+  if (!model) throw Error(ckpt.path + ": checkpoint has no model parameters");
+  return model;
+}
+
+Seq2Seq restore_average(const CheckpointContents& ckpt, const torch::Device& device) {
+  return read_weights(ckpt, "average", device);
+}
+
+bool has_average(const CheckpointContents& ckpt) {
+  torch::serialize::InputArchive average;
+  return ckpt.archive->try_read("average", average);
+}
+
+Seq2Seq restore_translation_model(const CheckpointContents& ckpt, const torch::Device& device) {
+  auto average = restore_average(ckpt, device);
+  return average ? average : restore_model(ckpt, device);
 }
 
 namespace {
@@ -231,7 +260,7 @@ void restore_optimizer(const CheckpointContents& ckpt, torch::optim::Optimizer& 
 LoadedModel load_model(const std::string& path, const torch::Device& device) {
   auto ckpt = read_checkpoint(path);
   LoadedModel m;
-  m.model = restore_model(ckpt, device);
+  m.model = restore_translation_model(ckpt, device);
   m.config = ckpt.config;
   m.codec = ckpt.codec;
   m.state = ckpt.state;

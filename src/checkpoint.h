@@ -42,17 +42,26 @@ struct CheckpointContents {
   std::shared_ptr<torch::serialize::InputArchive> archive;  // for restore_model / restore_optimizer
 };
 
+// `average`: the moving average of the weights (training.ema_decay, weight_average.h), stored beside them
+// as "average" in the module layout of "model".
 void save_checkpoint(const std::string& path, const Config& config, const TextCodec& codec, Seq2Seq& model,
-                     torch::optim::Optimizer* optimizer, const TrainState& state);
+                     torch::optim::Optimizer* optimizer, const TrainState& state, Seq2Seq* average = nullptr);
 // Throws s2s::Error naming the path when the file is missing, truncated, not an s2s checkpoint or
 // from a newer format version.
 CheckpointContents read_checkpoint(const std::string& path);
+// The trained weights (what training continues from).
 Seq2Seq restore_model(const CheckpointContents& ckpt, const torch::Device& device);
+// The moving average of the weights, where the run kept one (training.ema_decay); else null.
+Seq2Seq restore_average(const CheckpointContents& ckpt, const torch::Device& device);
+bool has_average(const CheckpointContents& ckpt);
+// The weights to translate with: the average where there is one, else the trained weights.
+Seq2Seq restore_translation_model(const CheckpointContents& ckpt, const torch::Device& device);
 // Reads the optimiser state (onto the device of each parameter) and the random generators' states.
 void restore_optimizer(const CheckpointContents& ckpt, torch::optim::Optimizer& optimizer);
 // Moves the optimiser state (Adam's moments, SGD's momentum) to the device of its parameters.
 void move_optimizer_state(torch::optim::Optimizer& optimizer);
-// Model built from the checkpoint's config with its weights: all `s2s translate` needs.
+// Model built from the checkpoint's config with its translation weights (restore_translation_model): all
+// `s2s translate` needs.
 struct LoadedModel {
   Config config;
   TextCodec codec;

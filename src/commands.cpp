@@ -50,6 +50,7 @@ int run_chrf(const ScoreCommand& cmd) {
 int run_info(const std::string& checkpoint, bool json) {
   auto ckpt = read_checkpoint(checkpoint);
   auto model = restore_model(ckpt, torch::kCPU);
+  const bool averaged = has_average(ckpt);
   nlohmann::json params = nlohmann::json::array();
   for (const auto& p : model->named_parameters())
     params.push_back({{"name", p.key()}, {"shape", p.value().sizes().vec()}});
@@ -67,6 +68,7 @@ int run_info(const std::string& checkpoint, bool json) {
                    {"best_metric", metric},
                    {"best_valid_score", has_best ? nlohmann::json(best) : nlohmann::json(nullptr)},
                    {"best_step", s.best_step},
+                   {"translation_weights", averaged ? "average" : "trained"},
                    {"src_vocab_size", ckpt.codec.src_vocab.size()},
                    {"tgt_vocab_size", ckpt.codec.tgt_vocab.size()}};
   if (json) {
@@ -76,7 +78,12 @@ int run_info(const std::string& checkpoint, bool json) {
   std::cout << "checkpoint: " << checkpoint << "\nstep: " << s.step << " (epoch " << s.epoch + 1 << ")\n"
             << "best validation " << metric << ": " << (has_best ? std::to_string(best) : std::string("-"))
             << " at step " << s.best_step << "\nvocabularies: source " << ckpt.codec.src_vocab.size() << ", target "
-            << ckpt.codec.tgt_vocab.size() << "\nparameters: " << model->parameter_count() << "\n";
+            << ckpt.codec.tgt_vocab.size() << "\nparameters: " << model->parameter_count() << "\n"
+            << "translation weights: "
+            << (averaged ? "the moving average of the weights (training.ema_decay " +
+                               fmt::format("{}", ckpt.config.training.ema_decay) + ")"
+                         : std::string("the trained weights"))
+            << "\n";
   for (const auto& p : params) std::cout << "  " << std::left << std::setw(40) << p["name"].get<std::string>() << p["shape"].dump() << "\n";
   std::cout << "config:\n" << config_to_json(ckpt.config).dump(2) << "\n";
   return 0;
@@ -88,10 +95,11 @@ int run_release(const std::string& checkpoint, const std::string& output) {
     throw Error(output + ": is the checkpoint itself; releasing it in place would drop the optimiser state "
                 "that resuming its run needs. Write the release elsewhere (-o)");
   const auto ckpt = read_checkpoint(checkpoint);
-  auto model = restore_model(ckpt, torch::kCPU);
+  auto model = restore_translation_model(ckpt, torch::kCPU);  // the average of the weights, where there is one
   save_checkpoint(output, ckpt.config, ckpt.codec, model, nullptr, ckpt.state);
   std::cout << "released " << checkpoint << " (step " << ckpt.state.step << ", " << fs::file_size(checkpoint) / 1024
-            << " KiB) as " << output << " (" << fs::file_size(output) / 1024 << " KiB, no optimiser state)\n";
+            << " KiB) as " << output << " (" << fs::file_size(output) / 1024 << " KiB, "
+            << (has_average(ckpt) ? "the moving average of the weights, " : "") << "no optimiser state)\n";
   return 0;
 }
 
@@ -105,7 +113,7 @@ int run_average(const std::vector<std::string>& checkpoints, const std::string& 
   const auto first = read_checkpoint(checkpoints.front());
   const auto model_json = config_to_json(first.config).at("model");
   const auto codec_json = first.codec.to_json();
-  auto model = restore_model(first, torch::kCPU);
+  auto model = restore_translation_model(first, torch::kCPU);
   std::vector<torch::Tensor> sums;  // in float64, whatever the parameters' type
   for (const auto& p : model->parameters()) sums.push_back(p.detach().to(torch::kDouble));
   const CheckpointContents* newest = &first;
@@ -122,7 +130,7 @@ int run_average(const std::vector<std::string>& checkpoints, const std::string& 
     if (ck.codec.to_json() != codec_json)
       throw Error(checkpoints[i] + ": its vocabularies or tokenizers differ from " + checkpoints.front() +
                   "'s: only checkpoints of one model average");
-    const auto params = restore_model(ck, torch::kCPU)->parameters();
+    const auto params = restore_translation_model(ck, torch::kCPU)->parameters();
     for (size_t k = 0; k < sums.size(); ++k) sums[k] += params[k].detach().to(torch::kDouble);
     if (ck.state.step > newest->state.step) newest = &ck;
   }

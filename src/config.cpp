@@ -246,6 +246,7 @@ void validate_config(const Config& c, const std::string& origin) {
   check(t.epochs >= 1, origin, "training.epochs", "must be at least 1");
   check(t.clip_norm >= 0, origin, "training.clip_norm", "must be 0 (off) or positive");
   check(t.label_smoothing >= 0 && t.label_smoothing < 1, origin, "training.label_smoothing", "must be in [0, 1)");
+  check(t.ema_decay >= 0 && t.ema_decay < 1, origin, "training.ema_decay", "must be in [0, 1)");
   check(t.cuda_graph_length_step >= 1, origin, "training.cuda_graph_length_step", "must be at least 1");
   check(t.scheduled_sampling >= 0 && t.scheduled_sampling <= 1, origin, "training.scheduled_sampling", "must be in [0, 1]");
   check(t.threads >= 0, origin, "training.threads", "must be 0 (all cores) or positive");

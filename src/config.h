@@ -99,6 +99,7 @@ struct TrainingConfig {
   double clip_norm = 1.0;                // 0 = no clipping
   double label_smoothing = 0.0;
   double scheduled_sampling = 0.0;       // probability of feeding the model's own previous prediction
+  double ema_decay = 0.0;                // moving average of the weights (weight_average.h); 0 = off
   int64_t seed = 1;
   int64_t threads = 0;                   // 0 = all cores
   std::string cpu_parallel = "batch";    // "batch" | "ops": how the CPU threads share a training step
@@ -133,6 +134,7 @@ struct TrainingConfig {
     v("clip_norm", clip_norm, "clip the gradient norm to this; 0 = off");
     v("label_smoothing", label_smoothing, "label smoothing of the cross-entropy loss");
     v("scheduled_sampling", scheduled_sampling, "scheduled sampling: probability that a decoder input is the model's own previous prediction instead of the reference's (0 = teacher forcing)");
+    v("ema_decay", ema_decay, "keep an exponential moving average of the weights, avg = d avg + (1 - d) w after every update with d = min(ema_decay, (1 + step) / (10 + step)); validation, best.pt and translation use the average; 0 = off (e.g. 0.999)");
     v("seed", seed, "random seed (initialisation, shuffling, dropout)");
     v("threads", threads, "LibTorch intra-op threads; 0 = all cores");
     v("cpu_parallel", cpu_parallel, "how the threads share a training step on the CPU: \"batch\" (each thread takes some of the batch's sentences, forward and backward; the gradients are summed) or \"ops\" (LibTorch splits single operations)");

@@ -50,6 +50,19 @@ void Seq2SeqImpl::initialize() {
   decoder->embedding->weight[Vocabulary::kPad].zero_();
 }
 
+Seq2Seq model_shell(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  torch::Tensor saved;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    saved = gen.get_state();
+  }
+  Seq2Seq model(config, src_vocab, tgt_vocab);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(saved);
+  return model;
+}
+
 int64_t Seq2SeqImpl::parameter_count() const {
   int64_t n = 0;
   for (const auto& p : parameters()) n += p.numel();

@@ -30,6 +30,11 @@ class Seq2SeqImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Seq2Seq);
 
+// A model of this shape for weights that are copied in afterwards (a moving average, a checkpoint's),
+// made without drawing from the global CPU random generator, so that training draws the same random
+// numbers with or without it.
+Seq2Seq model_shell(const ModelConfig& config, int64_t src_vocab, int64_t tgt_vocab);
+
 struct LossResult {
   torch::Tensor loss;  // scalar, mean over real target tokens (what is optimised)
   double sum_nll = 0;  // summed negative log-likelihood of the references (no smoothing), for perplexity

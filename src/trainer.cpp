@@ -24,6 +24,7 @@
 #include "metrics.h"
 #include "model.h"
 #include "optimizer_step.h"
+#include "weight_average.h"
 #include "progress.h"
 #include "random.h"
 #include "runtime.h"
@@ -332,6 +333,22 @@ int train(const TrainOptions& options) {
   model->to(device);
   model->train();
   auto optimizer = make_optimizer(t, model);
+  // training.ema_decay: the moving average of the weights, kept by rank 0, which validates and writes
+  // checkpoints. A resumed run continues the checkpoint's average, or starts one from its weights.
+  std::optional<WeightAverage> average;
+  if (t.ema_decay > 0 && is_main) {
+    Seq2Seq stored = resume_ckpt ? restore_average(*resume_ckpt, device) : nullptr;
+    if (resume_ckpt && !stored)
+      spdlog::warn("[train] training.ema_decay {}: {} holds no average of the weights; it starts from the "
+                   "checkpoint's weights", t.ema_decay, resume_path);
+    average.emplace(stored ? stored : copy_model(model, data.codec.src_vocab.size(), data.codec.tgt_vocab.size()),
+                    t.ema_decay);
+    spdlog::info("[train] keeping a moving average of the weights (training.ema_decay {}): validation, best.pt and "
+                 "translation use it", t.ema_decay);
+  } else if (resume_ckpt && t.ema_decay == 0 && has_average(*resume_ckpt)) {
+    spdlog::info("[train] training.ema_decay is 0: the checkpoint's average of the weights is not continued");
+  }
+  Seq2Seq* average_model = average ? &average->average() : nullptr;
   TrainState state;
   LrSchedule schedule(t);
   const int64_t batches_per_update = env.world_size * t.accumulate;
@@ -385,8 +402,8 @@ int train(const TrainOptions& options) {
     if (!is_main) return;
     progress.clear();
     const auto step_path = out_dir / step_file(state.step);
-    save_checkpoint(step_path.string(), config, data.codec, model, optimizer.get(), state);
-    save_checkpoint((out_dir / "last.pt").string(), config, data.codec, model, optimizer.get(), state);
+    save_checkpoint(step_path.string(), config, data.codec, model, optimizer.get(), state, average_model);
+    save_checkpoint((out_dir / "last.pt").string(), config, data.codec, model, optimizer.get(), state, average_model);
     prune_step_checkpoints(out_dir, t.keep_checkpoints);
     spdlog::info("[train] checkpoint {} ({})", step_path.string(), reason);
   };
@@ -443,6 +460,7 @@ int train(const TrainOptions& options) {
       if (!settled(progress, [&] { interval_losses.add(std::move(u), state.step + 1); })) return 1;
       if (!stepped) clip_and_step(*optimizer, params, t.clip_norm, grad_square_sum);
       ++state.step;
+      if (average) average->update(model, state.step);
       state.batch_in_epoch += window;
       ++interval_steps;
       const bool at_max = t.max_steps > 0 && state.step >= t.max_steps;
@@ -487,7 +505,11 @@ int train(const TrainOptions& options) {
         const auto t_valid = Clock::now();
         // Rank 0 validates; the others wait for its figures so that every rank takes the same decisions.
         Validation v;
-        if (is_main) v = validate(model, data, t, device);
+        if (is_main) {
+          if (average) average->swap(model);  // the average's weights into the model for validation, and back
+          v = validate(model, data, t, device);
+          if (average) average->swap(model);
+        }
         if (group) {
           auto figures = torch::tensor({v.loss, v.ppl, v.bleu, v.chrf}, torch::kFloat64);
           std::vector<torch::Tensor> f{figures};
@@ -511,7 +533,8 @@ int train(const TrainOptions& options) {
           metrics->write({{"type", "valid"}, {"step", state.step}, {"epoch", state.epoch + 1}, {"loss", v.loss},
                           {"ppl", v.ppl}, {"bleu", v.bleu}, {"chrf", v.chrf}, {"elapsed", state.elapsed_seconds}});
         if (improved && is_main)
-          save_checkpoint((out_dir / "best.pt").string(), config, data.codec, model, optimizer.get(), state);
+          save_checkpoint((out_dir / "best.pt").string(), config, data.codec, model, optimizer.get(), state,
+                          average_model);
         if (t.patience > 0 && state.bad_validations >= t.patience) {
           spdlog::info("[train] no improvement of validation {} in {} validations: stopping early", t.best_metric,
                        t.patience);

@@ -829,6 +829,14 @@ void check_resume_is_exact(const std::vector<std::string>& extra, const std::str
   }
   EXPECT_EQ(read_checkpoint(dir.file("a/last.pt")).state.step, 2 * kN);
   EXPECT_EQ(read_checkpoint(dir.file("b/last.pt")).state.step, 2 * kN);
+  // With training.ema_decay, the moving averages agree too.
+  const auto ck_a = read_checkpoint(dir.file("a/last.pt")), ck_b = read_checkpoint(dir.file("b/last.pt"));
+  ASSERT_EQ(has_average(ck_a), has_average(ck_b));
+  if (has_average(ck_a)) {
+    const auto avg_a = restore_average(ck_a, torch::kCPU)->parameters(), avg_b = restore_average(ck_b, torch::kCPU)->parameters();
+    for (size_t i = 0; i < avg_a.size(); ++i)
+      EXPECT_TRUE(torch::equal(avg_a[i], avg_b[i])) << "average of " << final_a[i].first << " differs";
+  }
 
   // The comparison means something: the second half of training changed the parameters.
   const auto half_a = checkpoint_parameters(dir.file("a/step-0000006.pt"));
@@ -848,6 +856,71 @@ TEST(Cli, ResumeIsExact) { check_resume_is_exact({}); }
 TEST(Cli, ResumeIsExactWithTheBatchSplitAcrossThreads) {
   check_resume_is_exact({"--set", "training.threads=2", "--set", "training.cpu_parallel=batch"},
                         "each batch is split across 2 threads");
+}
+
+TEST(Cli, ResumeIsExactWithAMovingAverageOfTheWeights) {
+  check_resume_is_exact({"--set", "training.ema_decay=0.9"}, "moving average of the weights");
+}
+
+// training.ema_decay: every checkpoint holds the moving average beside the trained weights, and between
+// consecutive steps' checkpoints avg_n = d_n avg_{n-1} + (1 - d_n) w_n with d_n = min(decay, (1+n)/(10+n));
+// validation measures the average (its logged loss is what `s2s evaluate` of the checkpoint, which
+// translates with the average, gives); `info` says so, and `release` writes the average as the weights.
+TEST(Cli, MovingAverageOfTheWeights) {
+  TempDir dir;
+  const auto corpus = make_corpus(dir);
+  auto config = tiny_config(corpus, dir.file("run"));
+  config["training"]["ema_decay"] = 0.8;
+  config["training"]["max_steps"] = 8;
+  config["training"]["checkpoint_every"] = 1;
+  config["training"]["keep_checkpoints"] = 20;
+  config["training"]["valid_every"] = 4;
+  const auto run = run_train(write_config(dir, config), dir.path());
+  ASSERT_EQ(run.code(), 0) << run.describe();
+  auto step_file = [&](int n) { return dir.file("run/step-000000" + std::to_string(n) + ".pt"); };
+  auto previous = restore_average(read_checkpoint(step_file(1)), torch::kCPU);
+  ASSERT_TRUE(previous) << "no average in the checkpoint";
+  double largest_gap = 0;  // between the average and the trained weights
+  for (int n = 2; n <= 8; ++n) {
+    SCOPED_TRACE("step " + std::to_string(n));
+    const auto ckpt = read_checkpoint(step_file(n));
+    const auto average = restore_average(ckpt, torch::kCPU);
+    ASSERT_TRUE(average);
+    const auto trained = restore_model(ckpt, torch::kCPU)->parameters();
+    const auto avg = average->parameters(), before = previous->parameters();
+    const double d = std::min(0.8, (1.0 + n) / (10.0 + n));
+    for (size_t i = 0; i < avg.size(); ++i) {
+      const auto expected = d * before[i].to(torch::kFloat64) + (1 - d) * trained[i].to(torch::kFloat64);
+      EXPECT_LT((avg[i].to(torch::kFloat64) - expected).abs().max().item<double>(), 1e-6) << "parameter " << i;
+      largest_gap = std::max(largest_gap, (avg[i] - trained[i]).abs().max().item<double>());
+    }
+    previous = average;
+  }
+  EXPECT_GT(largest_gap, 1e-3) << "the average is the trained weights: the test would not see which one is used";
+
+  // The validation loss at step 8 is the average's, as `s2s evaluate` (which translates with it) measures it.
+  double logged_loss = -1;
+  for (const auto& line : split_lines(read_file(dir.file("run/metrics.jsonl")))) {
+    const auto j = json::parse(line);
+    if (j.at("type") == "valid" && j.at("step") == 8) logged_loss = j.at("loss").get<double>();
+  }
+  ASSERT_GT(logged_loss, 0) << read_file(dir.file("run/metrics.jsonl"));
+  const auto eval = run_s2s({"evaluate", "-c", step_file(8), "--src", corpus.valid_src, "--ref", corpus.valid_tgt,
+                             "--json", "--device", "cpu", "--threads", "1"}, dir.path());
+  ASSERT_EQ(eval.code(), 0) << eval.describe();
+  EXPECT_NEAR(std::log(json::parse(eval.out).at("ppl").get<double>()), logged_loss, 1e-4);
+
+  const auto info = run_s2s({"info", "-c", step_file(8), "--json"}, dir.path());
+  ASSERT_EQ(info.code(), 0) << info.describe();
+  EXPECT_EQ(json::parse(info.out).at("translation_weights"), "average");
+  const auto released = dir.file("released.pt");
+  const auto rel = run_s2s({"release", "-c", step_file(8), "-o", released}, dir.path());
+  ASSERT_EQ(rel.code(), 0) << rel.describe();
+  const auto release_ckpt = read_checkpoint(released);
+  EXPECT_FALSE(has_average(release_ckpt));
+  const auto released_weights = restore_model(release_ckpt, torch::kCPU)->parameters();
+  const auto avg8 = restore_average(read_checkpoint(step_file(8)), torch::kCPU)->parameters();
+  for (size_t i = 0; i < avg8.size(); ++i) EXPECT_TRUE(torch::equal(released_weights[i], avg8[i])) << "parameter " << i;
 }
 
 TEST(Cli, SigintStopsWithACheckpoint) {

@@ -2,6 +2,9 @@
 // values, each named with the key and the file), --set overrides and the JSON round trip.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -132,6 +135,8 @@ TEST(Config, ImpossibleValuesNameTheKey) {
       {json{{"training", {{"learning_rate", 0}}}}, "training.learning_rate"},
       {json{{"training", {{"device", "tpu"}}}}, "training.device"},
       {json{{"training", {{"label_smoothing", 1.0}}}}, "training.label_smoothing"},
+      {json{{"training", {{"ema_decay", 1.0}}}}, "training.ema_decay"},
+      {json{{"training", {{"ema_decay", -0.5}}}}, "training.ema_decay"},
       {json{{"training", {{"cpu_parallel", "threads"}}}}, "training.cpu_parallel"},
       {json{{"data", {{"tokenizer", "chars"}}}}, "data.tokenizer"},
       {json{{"data", {{"min_freq", 0}}}}, "data.min_freq"},
@@ -210,16 +215,18 @@ TEST(Config, JsonRoundTrip) {
   c.training.cuda_graphs = true;
   c.training.cuda_graph_length_step = 3;
   c.training.tf32 = true;
+  c.training.ema_decay = 0.995;
   c.output_dir = "runs/x";
   const json j = config_to_json(c);
   // Every section lists every key (a writer that forgets one would lose settings on resume).
   EXPECT_EQ(j.at("model").size(), 14u);
   EXPECT_EQ(j.at("data").size(), 18u);
-  EXPECT_EQ(j.at("training").size(), 31u);
+  EXPECT_EQ(j.at("training").size(), 32u);
   const Config back = config_from_json(j, "round-trip");
   EXPECT_EQ(config_to_json(back), j);
   EXPECT_EQ(back.model.cell, "lstm");
   EXPECT_TRUE(back.training.cuda_graphs);
+  EXPECT_EQ(back.training.ema_decay, 0.995);
   EXPECT_EQ(back.training.cuda_graph_length_step, 3);
   EXPECT_TRUE(back.training.tf32);
   EXPECT_EQ(back.model.hidden_size, 48);
@@ -266,6 +273,21 @@ TEST(Config, ReferenceListsEveryKey) {
   for (const char* key : {"data.train_src", "model.hidden_size", "model.attention", "training.batch_type",
                           "training.learning_rate", "output_dir"})
     EXPECT_TRUE(contains(ref, key)) << key;
+}
+
+// The README's configuration table is `s2s config --markdown`: every row of it, word for word.
+TEST(Config, ReadmeTableIsTheReference) {
+  std::ifstream in(std::string(S2S_SOURCE_DIR) + "/README.md");
+  ASSERT_TRUE(in) << "README.md not found";
+  const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream rows(config_reference(/*markdown=*/true));
+  int checked = 0;
+  for (std::string row; std::getline(rows, row);) {
+    if (row.rfind("| `", 0) != 0) continue;
+    EXPECT_TRUE(contains(readme, row)) << "README.md lacks or differs in: " << row;
+    ++checked;
+  }
+  EXPECT_GT(checked, 50);
 }
 
 }  // namespace

@@ -1,0 +1,49 @@
+#include "weight_average.h"
+
+#include <algorithm>
+
+#include "error.h"
+
+namespace s2s {
+
+double average_decay(double decay, int64_t step) {
+  return std::min(decay, (1.0 + static_cast<double>(step)) / (10.0 + static_cast<double>(step)));
+}
+
+WeightAverage::WeightAverage(Seq2Seq average, double decay) : average_(std::move(average)), decay_(decay) {
+  average_->eval();
+  for (auto& p : average_->parameters()) p.set_requires_grad(false);
+}
+
+void WeightAverage::update(Seq2Seq& model, int64_t step) {
+  torch::NoGradGuard no_grad;
+  const double d = average_decay(decay_, step);
+  const auto weights = model->parameters();
+  auto averages = average_->parameters();
+  if (weights.size() != averages.size()) throw Error("weight average: the model has another shape");
+  for (size_t i = 0; i < weights.size(); ++i) averages[i].mul_(d).add_(weights[i].detach(), 1.0 - d);
+}
+
+void WeightAverage::swap(Seq2Seq& model) {
+  torch::NoGradGuard no_grad;
+  auto weights = model->parameters();
+  auto averages = average_->parameters();
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const auto trained = weights[i].detach().clone();
+    weights[i].detach().copy_(averages[i]);
+    averages[i].copy_(trained);
+  }
+}
+
+Seq2Seq copy_model(Seq2Seq& model, int64_t src_vocab, int64_t tgt_vocab) {
+  auto copy = model_shell(model->config(), src_vocab, tgt_vocab);
+  const auto device = model->parameters().front().device();
+  copy->to(device);
+  torch::NoGradGuard no_grad;
+  auto from = model->parameters();
+  auto to = copy->parameters();
+  for (size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
+  return copy;
+}
+
+}  // namespace s2s
