@@ -22,6 +22,10 @@ void add_search_options(CLI::App* cmd, s2s::TranslatorOptions& o) {
       ->capture_default_str()->check(CLI::Range(1, 1000));
   cmd->add_option("--length-penalty", o.search.length_penalty, "beam score = log-prob / ((5+len)/6)^penalty")
       ->capture_default_str()->check(CLI::Range(0.0, 10.0));
+  cmd->add_option("--coverage-penalty", o.search.coverage_penalty,
+                  "GNMT's coverage penalty beta: score + beta * sum over source words of log(min(attention they got, 1)); "
+                  "0 = off")
+      ->capture_default_str()->check(CLI::Range(0.0, 10.0));
   cmd->add_option("--max-length-ratio", o.search.max_length_ratio, "output length limit: ratio * source length + extra")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--max-length-extra", o.search.max_length_extra, "see --max-length-ratio")

@@ -38,6 +38,17 @@ double normalise(double log_prob, int64_t length, double alpha) {
   return log_prob / std::pow((5.0 + static_cast<double>(length)) / 6.0, alpha);
 }
 
+// The coverage term of GNMT's penalty: sum over the real source tokens (not </s>, the last column) of
+// log(min(total attention the output gave it, 1)).
+double coverage(const std::vector<std::vector<float>>& attention, int64_t src_len) {
+  std::vector<double> total(static_cast<size_t>(std::max<int64_t>(src_len - 1, 0)), 0.0);
+  for (const auto& row : attention)
+    for (size_t i = 0; i < total.size(); ++i) total[i] += row[i];
+  double sum = 0;
+  for (const double t : total) sum += std::log(std::clamp(t, 1e-20, 1.0));
+  return sum;
+}
+
 // What one search step chose for every slot (sentence * beam + k), kept to trace hypotheses back.
 struct StepRecord {
   std::vector<int64_t> token;
@@ -117,6 +128,7 @@ StepOutput ensemble_step(std::vector<Member>& members, const torch::Tensor& prev
 
 void check_search_options(const SearchOptions& o) {
   if (o.sampling) {
+    if (o.coverage_penalty != 0) throw Error("--coverage-penalty ranks a search's hypotheses; sampling takes none");
     if (o.beam_size != 1)
       throw Error("--sampling draws --n-best samples per sentence instead of searching: it takes no --beam (got " +
                   std::to_string(o.beam_size) + ")");
@@ -125,6 +137,7 @@ void check_search_options(const SearchOptions& o) {
     return;
   }
   if (o.top_k != 0 || o.temperature != 1.0) throw Error("--top-k and --temperature need --sampling");
+  if (o.coverage_penalty < 0) throw Error("--coverage-penalty must be 0 (off) or more");
   if (o.n_best > o.beam_size)
     throw Error("--n-best " + std::to_string(o.n_best) + " is more than --beam " + std::to_string(o.beam_size) +
                 ": a search keeps at most beam-size hypotheses per sentence");
@@ -266,6 +279,18 @@ std::vector<std::vector<Hypothesis>> search(std::vector<Seq2Seq>& models, const 
   std::vector<std::vector<Hypothesis>> results(B);
   for (int64_t b = 0; b < B; ++b) {
     auto& f = finished[b];
+    if (options.coverage_penalty != 0) {
+      // Every finished hypothesis gets its coverage term, then they are ranked.
+      std::vector<Hypothesis> all;
+      for (const auto& x : f) {
+        all.push_back(trace_back(history, x, src_len[b]));
+        all.back().score += options.coverage_penalty * coverage(all.back().attention, src_len[b]);
+      }
+      std::stable_sort(all.begin(), all.end(), [](const Hypothesis& x, const Hypothesis& y) { return x.score > y.score; });
+      all.resize(std::min<size_t>(all.size(), static_cast<size_t>(n_best)));
+      results[b] = std::move(all);
+      continue;
+    }
     std::stable_sort(f.begin(), f.end(), [](const Finished& x, const Finished& y) { return x.score > y.score; });
     for (int64_t i = 0; i < std::min<int64_t>(n_best, f.size()); ++i)
       results[b].push_back(trace_back(history, f[i], src_len[b]));

@@ -13,6 +13,10 @@ struct SearchOptions {
   int64_t beam_size = 1;        // 1 = greedy
   int64_t n_best = 1;           // hypotheses returned per sentence (<= beam_size)
   double length_penalty = 1.0;  // beam: score / len^penalty (0 = raw log-probability)
+  // GNMT's coverage penalty (Wu et al., 2016): a finished hypothesis's score gains
+  // beta * sum_i log(min(sum_j alpha_ji, 1)) over the real source tokens i, so that outputs which leave
+  // source words unattended rank lower; 0 = off. Needs attention.
+  double coverage_penalty = 0.0;
   double max_length_ratio = 2.0;  // output at most ratio * source length + max_length_extra tokens
   int64_t max_length_extra = 10;
   int64_t max_length = 512;       // hard cap on output tokens, whatever the source length
@@ -30,7 +34,8 @@ void check_search_options(const SearchOptions& options);
 
 struct Hypothesis {
   std::vector<int64_t> tokens;                 // without </s>
-  double score = 0;                            // sum of log-probabilities (beam: length-normalised)
+  double score = 0;                            // sum of log-probabilities (beam: length-normalised, plus
+                                               // the coverage penalty)
   std::vector<std::vector<float>> attention;   // [tokens + 1 (</s>)][source length incl. </s>]
 };
 

@@ -328,7 +328,7 @@ int train(const TrainOptions& options) {
 
   torch::manual_seed(t.seed);
   Seq2Seq model = resume_ckpt ? restore_model(*resume_ckpt, device)
-                  : init_ckpt ? restore_model(*init_ckpt, device)
+                  : init_ckpt ? restore_translation_model(*init_ckpt, device)  // the average, where there is one
                               : Seq2Seq(config.model, data.codec.src_vocab.size(), data.codec.tgt_vocab.size());
   model->to(device);
   model->train();

@@ -74,10 +74,14 @@ Translator::Translator(LoadedModel model, torch::Device device, TranslatorOption
 Translator::Translator(std::vector<LoadedModel> models, torch::Device device, TranslatorOptions options)
     : models_(std::move(models)), device_(device), options_(options) {
   if (models_.empty()) throw Error("Translator: no model");
+  bool any_attention = false;
   for (auto& m : models_) {
     m.model->to(device_);
     m.model->eval();
+    any_attention |= m.model->decoder->has_attention();
   }
+  if (options_.search.coverage_penalty != 0 && !any_attention)
+    throw Error("--coverage-penalty: the model has no attention (model.attention \"none\"), so no coverage to measure");
   // On the CPU with 2 or more threads, whole batches side by side on the worker threads, one intra-op
   // thread each: a search step is many small operations that intra-op threads hardly split.
   const int threads = at::get_num_threads();

@@ -1066,6 +1066,46 @@ TEST(ModelSearch, TargetLogProbsAreEachTokensProbabilityWhateverTheBatch) {
   EXPECT_GT(ended, 0) << "no greedy output ended with </s>";
 }
 
+// GNMT's coverage penalty reranks the finished hypotheses: the same hypotheses as without it, each scored
+// its plain score + beta * sum over the real source tokens of log(min(attention received, 1)), computed here
+// from its attention rows, best first; and the order changes for some sentence.
+TEST(ModelSearch, CoveragePenaltyAddsTheLogOfTheCappedAttentionEachSourceTokenReceived) {
+  auto model = search_model("gru", "bahdanau", 51);
+  {
+    torch::NoGradGuard no_grad;
+    model->decoder->b_out[Vocabulary::kEos].fill_(1.0);  // short outputs, which leave source tokens unattended
+  }
+  SearchOptions plain;
+  plain.beam_size = 4;
+  plain.n_best = 4;
+  SearchOptions covered = plain;
+  covered.coverage_penalty = 2.0;
+  const auto a = search(model, make_source_batch(kSources), plain);
+  const auto b = search(model, make_source_batch(kSources), covered);
+  ASSERT_EQ(a.size(), b.size());
+  int64_t reordered = 0;
+  for (size_t s = 0; s < a.size(); ++s) {
+    SCOPED_TRACE("sentence " + std::to_string(s));
+    ASSERT_EQ(a[s].size(), b[s].size());
+    for (size_t k = 0; k < b[s].size(); ++k) {
+      const auto& h = b[s][k];
+      const Hypothesis* same = nullptr;
+      for (const auto& x : a[s]) if (x.tokens == h.tokens) same = &x;
+      ASSERT_NE(same, nullptr) << "a hypothesis the plain search did not finish";
+      double cp = 0;
+      for (size_t i = 0; i + 1 < kSources[s].size(); ++i) {  // the real source tokens: not </s>
+        double received = 0;
+        for (const auto& row : h.attention) received += row[i];
+        cp += std::log(std::min(received, 1.0));
+      }
+      EXPECT_NEAR(h.score, same->score + 2.0 * cp, 1e-4) << "hypothesis " << k;
+      if (k > 0) EXPECT_GE(b[s][k - 1].score, h.score);
+    }
+    for (size_t k = 0; k < a[s].size(); ++k) reordered += a[s][k].tokens != b[s][k].tokens;
+  }
+  EXPECT_GT(reordered, 0) << "the penalty never changed the order: the test cannot tell it is applied";
+}
+
 // Sampling draws each token from the model's distribution: one-token samples (max_length 1) of one
 // sentence follow the first step's probabilities, computed here from the teacher-forced pass (within 5
 // standard errors), and with --top-k 3 --temperature 0.5 the renormalised p^2 of the 3 most probable
