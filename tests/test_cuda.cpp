@@ -465,7 +465,8 @@ TEST(CudaCli, TrainOnTheGpuResumesExactly) {
 }
 
 // With training.cuda_graphs and dropout: 12 steps at once, and 6 then 6 resumed (with fresh graphs, so
-// steps that replayed in the unbroken run run eagerly after the resume), end with the same weights.
+// steps that replayed in the unbroken run run eagerly after the resume), end with the same weights and the
+// same moving average of them (training.ema_decay).
 TEST(CudaCli, TrainingWithCudaGraphsResumesExactly) {
   SKIP_WITHOUT_CUDA();
   TempDir dir;
@@ -476,6 +477,7 @@ TEST(CudaCli, TrainingWithCudaGraphsResumesExactly) {
     auto j = gpu_config(c, dir.file(out), steps);
     j["training"]["cuda_graphs"] = true;
     j["training"]["cuda_graph_length_step"] = 4;  // so that the random corpus's batches share shapes
+    j["training"]["ema_decay"] = 0.9;             // the moving average, updated after each replay
     return j;
   };
   const auto a = run_s2s({"train", "--config", write_config(dir, config("a", 12), "a.json")}, dir.path());
@@ -496,6 +498,11 @@ TEST(CudaCli, TrainingWithCudaGraphsResumesExactly) {
   ASSERT_EQ(pa.size(), pb.size());
   for (size_t i = 0; i < pa.size(); ++i)
     EXPECT_TRUE(torch::equal(pa[i], pb[i])) << "parameter " << i << " differs by " << max_abs(pa[i] - pb[i]);
+  const auto ca = read_checkpoint(dir.file("a/last.pt")), cb = read_checkpoint(dir.file("b/last.pt"));
+  ASSERT_TRUE(has_average(ca) && has_average(cb));
+  const auto aa = restore_average(ca, torch::kCPU)->parameters(), ab = restore_average(cb, torch::kCPU)->parameters();
+  for (size_t i = 0; i < aa.size(); ++i)
+    EXPECT_TRUE(torch::equal(aa[i], ab[i])) << "average of parameter " << i << " differs by " << max_abs(aa[i] - ab[i]);
 }
 
 }  // namespace
