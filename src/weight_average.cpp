@@ -21,7 +21,8 @@ void WeightAverage::update(Seq2Seq& model, int64_t step) {
   const auto weights = model->parameters();
   auto averages = average_->parameters();
   if (weights.size() != averages.size()) throw Error("weight average: the model has another shape");
-  for (size_t i = 0; i < weights.size(); ++i) averages[i].mul_(d).add_(weights[i].detach(), 1.0 - d);
+  // d avg + (1 - d) w as avg + (1 - d) (w - avg): one pass over each tensor
+  for (size_t i = 0; i < weights.size(); ++i) averages[i].lerp_(weights[i].detach(), 1.0 - d);
 }
 
 void WeightAverage::swap(Seq2Seq& model) {
