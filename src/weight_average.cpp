@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "error.h"
+#include "worker_threads.h"
 
 namespace s2s {
 
@@ -21,8 +22,33 @@ void WeightAverage::update(Seq2Seq& model, int64_t step) {
   const auto weights = model->parameters();
   auto averages = average_->parameters();
   if (weights.size() != averages.size()) throw Error("weight average: the model has another shape");
-  // d avg + (1 - d) w as avg + (1 - d) (w - avg): one pass over each tensor
-  for (size_t i = 0; i < weights.size(); ++i) averages[i].lerp_(weights[i].detach(), 1.0 - d);
+  // d avg + (1 - d) w as avg + (1 - d) (w - avg): one pass over each tensor.
+  bool plain_floats = true;
+  for (size_t i = 0; i < weights.size(); ++i)
+    plain_floats &= weights[i].is_cpu() && weights[i].scalar_type() == torch::kFloat && weights[i].is_contiguous() &&
+                    averages[i].is_contiguous();
+  if (!plain_floats) {
+    for (size_t i = 0; i < weights.size(); ++i) averages[i].lerp_(weights[i].detach(), 1.0 - d);
+    return;
+  }
+  // On the CPU the pass is memory-bound: blocks of the tensors split across the worker threads.
+  constexpr int64_t kBlock = 1 << 16;
+  struct Block {
+    size_t tensor;
+    int64_t begin, end;
+  };
+  std::vector<Block> blocks;
+  for (size_t i = 0; i < weights.size(); ++i)
+    for (int64_t b = 0, n = weights[i].numel(); b < n; b += kBlock) blocks.push_back({i, b, std::min(n, b + kBlock)});
+  const float w = static_cast<float>(1.0 - d);
+  parallel_ranges(static_cast<int64_t>(blocks.size()), [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const auto& blk = blocks[static_cast<size_t>(k)];
+      const float* p = weights[blk.tensor].data_ptr<float>();
+      float* a = averages[blk.tensor].data_ptr<float>();
+      for (int64_t j = blk.begin; j < blk.end; ++j) a[j] += w * (p[j] - a[j]);
+    }
+  });
 }
 
 void WeightAverage::swap(Seq2Seq& model) {
