@@ -124,6 +124,47 @@ StepOutput ensemble_step(std::vector<Member>& members, const torch::Tensor& prev
   return out;
 }
 
+// Each sentence's source length (with </s>) and output limit: max_length_ratio x source length +
+// max_length_extra, within [1, max_length]; `longest` is the largest limit.
+struct LengthLimits {
+  std::vector<int64_t> src_len, max_len;
+  int64_t longest = 1;
+};
+LengthLimits length_limits(const Batch& batch, const SearchOptions& options) {
+  const auto lengths = batch.src_lengths.to(torch::kCPU);
+  const int64_t B = lengths.size(0);
+  LengthLimits l{std::vector<int64_t>(B), std::vector<int64_t>(B), 1};
+  for (int64_t b = 0; b < B; ++b) {
+    l.src_len[b] = lengths[b].item<int64_t>();
+    const auto limit = static_cast<int64_t>(options.max_length_ratio * static_cast<double>(l.src_len[b])) +
+                       options.max_length_extra;
+    l.max_len[b] = std::clamp<int64_t>(limit, 1, std::max<int64_t>(1, options.max_length));
+    l.longest = std::max(l.longest, l.max_len[b]);
+  }
+  return l;
+}
+
+// Every model encodes the batch once and gives each sentence `copies` rows (row b * copies + k), with its
+// attention memory, initial state and step weights for up to `longest` steps.
+std::vector<Member> start_members(std::vector<Seq2Seq>& models, const Batch& batch, int64_t copies, int64_t longest) {
+  const int64_t B = batch.src.size(0);
+  auto rows = torch::arange(B, torch::TensorOptions().dtype(torch::kInt64).device(batch.src.device()))
+                  .repeat_interleave(copies);
+  std::vector<Member> members;
+  for (auto& model : models) {
+    auto encoded = model->encode(batch.src, batch.src_lengths);
+    encoded.final = encoded.final.index_select(0, rows);
+    encoded.states = encoded.states.index_select(0, rows);
+    encoded.mask = encoded.mask.index_select(0, rows);
+    auto& decoder = model->decoder;
+    auto memory = decoder->prepare_memory(encoded);
+    auto state = decoder->init_state(encoded, memory);
+    // (no grad: packed once for all steps, or plain)
+    members.push_back({model, std::move(memory), std::move(state), decoder->step_weights(longest, B * copies)});
+  }
+  return members;
+}
+
 }  // namespace
 
 void check_search_options(const SearchOptions& o) {
@@ -156,31 +197,9 @@ std::vector<std::vector<Hypothesis>> search(std::vector<Seq2Seq>& models, const 
   const int64_t B = batch.src.size(0), K = std::max<int64_t>(1, options.beam_size);
   const int64_t n_best = std::clamp<int64_t>(options.n_best, 1, K);
   auto device = batch.src.device();
-  auto lengths = batch.src_lengths.to(torch::kCPU);
-  std::vector<int64_t> max_len(B), src_len(B);
-  int64_t longest = 1;
-  for (int64_t b = 0; b < B; ++b) {
-    src_len[b] = lengths[b].item<int64_t>();
-    const auto limit = static_cast<int64_t>(options.max_length_ratio * static_cast<double>(src_len[b])) +
-                       options.max_length_extra;
-    max_len[b] = std::clamp<int64_t>(limit, 1, std::max<int64_t>(1, options.max_length));
-    longest = std::max(longest, max_len[b]);
-  }
-
+  const auto [src_len, max_len, longest] = length_limits(batch, options);
   // Every model encodes once, then gives every sentence K slots (slot = b * K + k).
-  auto rows = torch::arange(B, torch::TensorOptions().dtype(torch::kInt64).device(device)).repeat_interleave(K);
-  std::vector<Member> members;
-  for (auto& model : models) {
-    auto encoded = model->encode(batch.src, batch.src_lengths);
-    encoded.final = encoded.final.index_select(0, rows);
-    encoded.states = encoded.states.index_select(0, rows);
-    encoded.mask = encoded.mask.index_select(0, rows);
-    auto& decoder = model->decoder;
-    auto memory = decoder->prepare_memory(encoded);
-    auto state = decoder->init_state(encoded, memory);
-    // (no grad: packed once for all steps, or plain)
-    members.push_back({model, std::move(memory), std::move(state), decoder->step_weights(longest, B * K)});
-  }
+  auto members = start_members(models, batch, K, longest);
 
   // Only the sentences still searched keep rows in the tensors: `active` lists them, and local row
   // i * K + k holds beam k of sentence active[i]. The records keep global slots (b * K + k).
@@ -306,30 +325,9 @@ std::vector<std::vector<Hypothesis>> sample(std::vector<Seq2Seq>& models, const 
   const int64_t B = batch.src.size(0), K = std::max<int64_t>(1, options.n_best);
   if (static_cast<int64_t>(sentence_ids.size()) != B) throw Error("sample: one sentence id per sentence needed");
   auto device = batch.src.device();
-  const auto lengths = batch.src_lengths.to(torch::kCPU);
-  std::vector<int64_t> max_len(B), src_len(B);
-  int64_t longest = 1;
-  for (int64_t b = 0; b < B; ++b) {
-    src_len[b] = lengths[b].item<int64_t>();
-    const auto limit = static_cast<int64_t>(options.max_length_ratio * static_cast<double>(src_len[b])) +
-                       options.max_length_extra;
-    max_len[b] = std::clamp<int64_t>(limit, 1, std::max<int64_t>(1, options.max_length));
-    longest = std::max(longest, max_len[b]);
-  }
-
+  const auto [src_len, max_len, longest] = length_limits(batch, options);
   // Row r = b * K + k draws sample k of sentence b; rows leave the tensors when their sample ends.
-  auto rows = torch::arange(B, torch::TensorOptions().dtype(torch::kInt64).device(device)).repeat_interleave(K);
-  std::vector<Member> members;
-  for (auto& model : models) {
-    auto encoded = model->encode(batch.src, batch.src_lengths);
-    encoded.final = encoded.final.index_select(0, rows);
-    encoded.states = encoded.states.index_select(0, rows);
-    encoded.mask = encoded.mask.index_select(0, rows);
-    auto& decoder = model->decoder;
-    auto memory = decoder->prepare_memory(encoded);
-    auto state = decoder->init_state(encoded, memory);
-    members.push_back({model, std::move(memory), std::move(state), decoder->step_weights(longest, B * K)});
-  }
+  auto members = start_members(models, batch, K, longest);
   std::vector<std::mt19937_64> generators;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t k = 0; k < K; ++k) {
