@@ -16,6 +16,24 @@
 
 namespace {
 
+// CLI11's PositiveNumber and NonNegativeNumber print their range up to the largest double in full
+// ("not in range 0.000000 to 179769313486231570814527..."); these say what is wanted in a few words.
+CLI::Validator number_above(bool allow_zero) {
+  const std::string wanted = allow_zero ? "a number >= 0" : "a number > 0";
+  return CLI::Validator(
+      [allow_zero, wanted](std::string& value) -> std::string {
+        try {
+          size_t used = 0;
+          const double x = std::stod(value, &used);
+          if (used == value.size() && (allow_zero ? x >= 0 : x > 0)) return {};
+        } catch (const std::exception&) {
+        }
+        return "must be " + wanted + ", got " + value;
+      },
+      allow_zero ? "NONNEGATIVE" : "POSITIVE");
+}
+const CLI::Validator kPositive = number_above(false), kNonNegative = number_above(true);
+
 void add_search_options(CLI::App* cmd, s2s::TranslatorOptions& o) {
   cmd->add_option("--beam", o.search.beam_size, "beam size; 1 = greedy")->capture_default_str()->check(CLI::Range(1, 1000));
   cmd->add_option("--n-best", o.search.n_best, "hypotheses to output per sentence (<= beam)")
@@ -27,18 +45,18 @@ void add_search_options(CLI::App* cmd, s2s::TranslatorOptions& o) {
                   "0 = off")
       ->capture_default_str()->check(CLI::Range(0.0, 10.0));
   cmd->add_option("--max-length-ratio", o.search.max_length_ratio, "output length limit: ratio * source length + extra")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(kPositive);
   cmd->add_option("--max-length-extra", o.search.max_length_extra, "see --max-length-ratio")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(kNonNegative);
   cmd->add_option("--max-length", o.search.max_length, "hard cap on output tokens")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(kPositive);
   cmd->add_flag("--sampling", o.search.sampling,
                 "draw each output token at random from the model's distribution instead of searching (e.g. for "
                 "back-translation); --n-best samples per sentence");
   cmd->add_option("--top-k", o.search.top_k, "sampling: draw only among the k most probable tokens; 0 = all")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(kNonNegative);
   cmd->add_option("--temperature", o.search.temperature, "sampling: probabilities proportional to p^(1/temperature)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(kPositive);
   cmd->add_option("--seed", o.search.seed, "sampling: random seed (with each sentence's line number)")->capture_default_str();
   cmd->add_option("--batch-size", o.batch_size, "sentences translated together")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->add_flag("--unk-replace", o.unk_replace, "replace <unk> by the source word with the highest attention weight");
@@ -93,7 +111,7 @@ int main(int argc, char** argv) {
                    "add each output token's most attended source token as Pharaoh links (i-j, 0-based): after \" ||| \" "
                    "in text, as \"alignment\" in JSON");
   tr_cmd->add_option("--device", tr.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  tr_cmd->add_option("--threads", tr.threads, "LibTorch threads; 0 = all cores")->capture_default_str()->check(CLI::NonNegativeNumber);
+  tr_cmd->add_option("--threads", tr.threads, "LibTorch threads; 0 = all cores")->capture_default_str()->check(kNonNegative);
   add_search_options(tr_cmd, tr.translator);
 
   s2s::EvaluateCommand ev;
@@ -105,7 +123,7 @@ int main(int argc, char** argv) {
   ev_cmd->add_flag("--json", ev.json, "print one JSON object");
   ev_cmd->add_option("--buckets", ev.bucket_bounds, "upper bounds of the source-length buckets")->capture_default_str();
   ev_cmd->add_option("--device", ev.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  ev_cmd->add_option("--threads", ev.threads, "LibTorch threads; 0 = all cores")->capture_default_str()->check(CLI::NonNegativeNumber);
+  ev_cmd->add_option("--threads", ev.threads, "LibTorch threads; 0 = all cores")->capture_default_str()->check(kNonNegative);
   add_search_options(ev_cmd, ev.translator);
 
   s2s::ScoreCommand bleu, chrf;
@@ -139,7 +157,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   align_cmd->add_option("--device", al.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   align_cmd->add_option("--threads", al.threads, "LibTorch threads; 0 = all cores")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
 
   s2s::SentenceScoreCommand sc;
   auto* score_cmd = app.add_subcommand("score", "the model's log-probability of given translations, one per line "
@@ -158,7 +176,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   score_cmd->add_option("--device", sc.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   score_cmd->add_option("--threads", sc.threads, "LibTorch threads; 0 = all cores")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
 
   std::string info_ckpt;
   bool info_json = false;
@@ -235,15 +253,15 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--device", bench.device, "cpu, cuda, cuda:N or auto: where every part runs")->capture_default_str();
   bench_cmd->add_option("--set", bench.sets, "config override KEY=VALUE for every part (repeatable), e.g. model.hidden_size=512");
   bench_cmd->add_option("--threads", bench.threads, "one part: LibTorch threads; 0 = all cores")->capture_default_str();
-  bench_cmd->add_option("--batch-size", bench.batch_size, "sentences per batch")->capture_default_str()->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--batch-size", bench.batch_size, "sentences per batch")->capture_default_str()->check(kPositive);
   bench_cmd->add_option("--warmup-steps", bench.warmup_steps, "untimed training steps first")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   bench_cmd->add_option("--interval-steps", bench.interval_steps, "training steps per timed interval")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(kPositive);
   bench_cmd->add_option("--intervals", bench.intervals, "timed intervals (the median is reported)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(kPositive);
   bench_cmd->add_option("--translate-repeats", bench.translate_repeats, "greedy passes over the test set (beam: one fewer)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(kPositive);
 
   try {
     s2s::reject_unknown_arguments(app, argc, argv);

@@ -180,6 +180,16 @@ TEST(Cli, BadCommandLinesFail) {
   EXPECT_TRUE(contains(n_best.err, "--n-best 3")) << n_best.describe();
   EXPECT_FALSE(contains(n_best.err, "nope.pt")) << n_best.describe();
 
+  // A number out of its range is named with what is wanted, in a few words.
+  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
+           {"--max-length-ratio", "0"}, {"--threads", "-1"}, {"--temperature", "zero"}}) {
+    const auto r = run_s2s({"translate", "-c", dir.file("nope.pt"), flag, value, "hi"}, dir.path());
+    EXPECT_NE(r.code(), 0) << r.describe();
+    EXPECT_TRUE(contains(r.err, flag)) << r.describe();
+    EXPECT_TRUE(contains(r.err, "must be a number")) << r.describe();
+    EXPECT_LT(r.err.size(), 200u) << r.describe();
+  }
+
   const auto missing_ckpt = run_s2s({"translate", "-c", dir.file("nope.pt"), "--device", "cpu", "hello"}, dir.path());
   EXPECT_NE(missing_ckpt.code(), 0) << missing_ckpt.describe();
   EXPECT_TRUE(contains(missing_ckpt.err, dir.file("nope.pt"))) << missing_ckpt.describe();
