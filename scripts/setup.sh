@@ -3,6 +3,7 @@
 # Idempotent: a second run installs nothing and rebuilds only what changed.
 #   scripts/setup.sh            install + build
 #   BUILD_DIR=... BUILD_TYPE=Debug scripts/setup.sh
+#   CMAKE_ARGS="-DS2S_SANITIZE=ON" ...   further cmake options, used when BUILD_DIR is configured
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,8 +36,10 @@ BUILD_DIR=${BUILD_DIR:-build}
 BUILD_TYPE=${BUILD_TYPE:-Release}
 GENERATOR=()
 command -v ninja >/dev/null && GENERATOR=(-G Ninja)
+EXTRA_ARGS=()
+[ -n "${CMAKE_ARGS:-}" ] && read -r -a EXTRA_ARGS <<< "$CMAKE_ARGS"
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
-  cmake -S . -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE="$BUILD_TYPE"
+  cmake -S . -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" "${EXTRA_ARGS[@]}"
 fi
 cmake --build "$BUILD_DIR" -j "$(nproc)"
 echo "[setup] built $BUILD_DIR/s2s"

@@ -357,7 +357,7 @@ int run_evaluate(const EvaluateCommand& cmd) {
                        {"sentences", n},
                        {"bleu", n > 0 ? nlohmann::json(bleu_from_stats(stats, BleuOptions{}).score)
                                       : nlohmann::json(nullptr)}});
-    low = high + 1;
+    if (!open) low = high + 1;  // (the open bucket's high is INT64_MAX: adding 1 would overflow)
   }
   // "a.pt", or "a.pt + b.pt" for an ensemble
   nlohmann::json j{{"model", fmt::format("{}", fmt::join(cmd.checkpoints, " + "))}, {"models", cmd.checkpoints}, {"src", src}, {"ref", ref},
